@@ -1,0 +1,175 @@
+// Host kernels: the batch gradient, the SGD step and whole epochs, all in one compiled loop.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "linsgd/kernels.hpp"
+#include "linsgd/math.hpp"
+
+namespace linsgd {
+namespace cpu {
+namespace {
+
+// Forward, error and X^T e for one batch in a single pass over its rows, so each row is read
+// while it is in cache. The weight gradient is summed sequentially over the batch, the order
+// torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
+// cascade sums over the stored errors.
+template <typename T>
+T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const Model<T>& model, T* grad_weight,
+                 T* grad_bias, T* error, T* scaled_error) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    const T scale = mse_gradient_scale<T>(batch, u_count);
+    std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
+    for (int64_t i = 0; i < batch; ++i) {
+        const int64_t r = rows[i];
+        const T* x = data.x + r * n;
+        const T* y = data.y + r * u_count;
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T* w = model.weight + u * n;
+            const T e = predict_one<T>(x, w, n, model.bias ? model.bias + u : nullptr) - y[u];
+            const T g = e * scale;
+            error[i * u_count + u] = e;
+            scaled_error[i * u_count + u] = g;
+            T* gw = grad_weight + u * n;
+            for (int64_t j = 0; j < n; ++j) gw[j] = gw[j] + g * x[j];
+        }
+    }
+    if (grad_bias) {
+        for (int64_t u = 0; u < u_count; ++u)
+            grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
+    }
+    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    return total / static_cast<T>(batch * u_count);
+}
+
+// Applies one update to every parameter; returns false when one became NaN or infinite.
+template <typename T>
+bool apply_update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias,
+                  const SgdScalars<T>& s, bool first_momentum_step) {
+    const int64_t count = model.outputs * model.features;
+    T check = T(0);
+    for (int64_t k = 0; k < count; ++k) {
+        const T p = sgd_update<T>(model.weight[k], grad_weight[k], buf_weight ? buf_weight + k : nullptr, s,
+                                  s.use_decay_weight, s.decay_weight, first_momentum_step);
+        model.weight[k] = p;
+        check = check + (p - p);
+    }
+    if (model.bias) {
+        for (int64_t u = 0; u < model.outputs; ++u) {
+            const T p = sgd_update<T>(model.bias[u], grad_bias[u], buf_bias ? buf_bias + u : nullptr, s,
+                                      s.use_decay_bias, s.decay_bias, first_momentum_step);
+            model.bias[u] = p;
+            check = check + (p - p);
+        }
+    }
+    return check == T(0);
+}
+
+}  // namespace
+
+template <typename T>
+T loss(const Data<T>& data, const Model<T>& model) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    if (data.rows == 0 || u_count == 0) return T(NAN);
+    // Each element is visited once by the cascade, so the error is formed on the fly.
+    auto squared_error = [&](int64_t k) {
+        const int64_t r = k / u_count;
+        const int64_t u = k - r * u_count;
+        const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
+                    data.y[k];
+        return e * e;
+    };
+    const T total = cascade_sum_contiguous<T>(squared_error, data.rows * u_count);
+    return total / static_cast<T>(data.rows * u_count);
+}
+
+template <typename T>
+T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias) {
+    const size_t cells = static_cast<size_t>(data.rows * model.outputs);
+    std::vector<T> error(cells), scaled_error(cells);
+    std::vector<int64_t> rows(static_cast<size_t>(data.rows));
+    for (int64_t i = 0; i < data.rows; ++i) rows[static_cast<size_t>(i)] = i;
+    return batch_gradient<T>(data, rows.data(), data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
+                             error.data(), scaled_error.data());
+}
+
+template <typename T>
+TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
+    TrainOutcome out;
+    const Model<T>& model = a.model;
+    const int64_t rows_per_epoch = a.rows_per_epoch;
+    const int64_t batch_max = a.batch_size < rows_per_epoch ? a.batch_size : rows_per_epoch;
+    const int64_t steps_per_epoch = (rows_per_epoch + a.batch_size - 1) / a.batch_size;
+    const size_t cells = static_cast<size_t>(batch_max * model.outputs);
+    std::vector<T> error(cells), scaled_error(cells);
+    std::vector<T> grad_weight(static_cast<size_t>(model.outputs * model.features));
+    std::vector<T> grad_bias(static_cast<size_t>(model.outputs));
+    std::vector<int64_t> identity;
+    if (!a.order) {
+        identity.resize(static_cast<size_t>(rows_per_epoch));
+        for (int64_t i = 0; i < rows_per_epoch; ++i) identity[static_cast<size_t>(i)] = i;
+    }
+    const bool use_momentum = a.hyper.momentum != 0.0;
+    bool momentum_ready = a.momentum_initialized;
+    // Ask whether to stop about every few million multiply-adds: often enough for a prompt
+    // Ctrl-C, rarely enough to cost nothing.
+    const int64_t work_per_step = batch_max * (model.features + 1) * (model.outputs + 1);
+    const int64_t check_every = work_per_step >= (int64_t(1) << 22) ? 1 : (int64_t(1) << 22) / work_per_step;
+    int64_t since_check = 0;
+
+    for (int64_t e = 0; e < a.epochs; ++e) {
+        const SgdScalars<T> s = make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2,
+                                                    a.hyper.momentum, a.hyper.dampening, a.hyper.nesterov,
+                                                    a.hyper.maximize);
+        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : identity.data();
+        for (int64_t step = 0; step < steps_per_epoch; ++step) {
+            if (++since_check >= check_every) {
+                since_check = 0;
+                if (stop()) {
+                    out.status = TrainStatus::interrupted;
+                    return out;
+                }
+            }
+            const int64_t start = step * a.batch_size;
+            const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
+            const T batch_loss = batch_gradient<T>(a.data, epoch_rows + start, batch, model, grad_weight.data(),
+                                                   model.bias ? grad_bias.data() : nullptr, error.data(),
+                                                   scaled_error.data());
+            a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);
+            if (!std::isfinite(batch_loss)) {
+                out.status = TrainStatus::diverged;
+                return out;
+            }
+            const bool finite = apply_update<T>(model, grad_weight.data(), grad_bias.data(),
+                                                use_momentum ? a.buf_weight : nullptr,
+                                                use_momentum ? a.buf_bias : nullptr, s, use_momentum && !momentum_ready);
+            if (use_momentum) momentum_ready = true;
+            ++out.steps_done;
+            if (!finite) {
+                out.status = TrainStatus::diverged;
+                return out;
+            }
+            if (static_cast<double>(batch_loss) < a.target_loss) {
+                out.status = TrainStatus::target_loss;
+                return out;
+            }
+        }
+        if (a.valid_losses) a.valid_losses[e] = static_cast<double>(loss<T>(a.valid, model));
+    }
+    return out;
+}
+
+#define LINSGD_INSTANTIATE(T)                                                     \
+    template T loss<T>(const Data<T>&, const Model<T>&);                          \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);              \
+    template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
+
+LINSGD_INSTANTIATE(float)
+LINSGD_INSTANTIATE(double)
+
+#undef LINSGD_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace linsgd

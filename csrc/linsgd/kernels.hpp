@@ -1,0 +1,82 @@
+// The kernel entry points, declared once for every device; cpu/sgd.cpp defines them for the
+// host, cuda/sgd.cu (same names, namespace linsgd::cuda) for the GPU.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace linsgd {
+
+// A data set and a model, as raw row-major buffers. bias == nullptr: a model without one.
+template <typename T>
+struct Model {
+    T* weight;  // (outputs, features)
+    T* bias;    // (outputs,) or nullptr
+    int64_t outputs;
+    int64_t features;
+};
+
+template <typename T>
+struct Data {
+    const T* x;  // (rows, features)
+    const T* y;  // (rows, outputs)
+    int64_t rows;
+};
+
+struct SgdHyper {
+    double weight_decay = 0.0;
+    bool decay_bias = true;
+    double l2 = 0.0;
+    double momentum = 0.0;
+    double dampening = 0.0;
+    bool nesterov = false;
+    bool maximize = false;
+};
+
+enum class TrainStatus : int { completed = 0, target_loss = 1, diverged = 2, interrupted = 3 };
+
+struct TrainOutcome {
+    int64_t steps_done = 0;
+    TrainStatus status = TrainStatus::completed;
+};
+
+// Asked between chunks of work; returning true stops training (status interrupted).
+struct StopCheck {
+    bool (*fn)(void*) = nullptr;
+    void* context = nullptr;
+    bool operator()() const { return fn != nullptr && fn(context); }
+};
+
+template <typename T>
+struct TrainArgs {
+    Data<T> data;
+    Model<T> model;
+    const int64_t* order = nullptr;  // (epochs, rows_per_epoch) row indices, or nullptr: 0..rows-1
+    int64_t rows_per_epoch = 0;
+    int64_t batch_size = 1;
+    const double* lr = nullptr;  // (epochs,)
+    int64_t epochs = 0;
+    SgdHyper hyper;
+    T* buf_weight = nullptr;  // (outputs, features), used when momentum != 0
+    T* buf_bias = nullptr;    // (outputs,)
+    bool momentum_initialized = false;
+    double* losses = nullptr;  // (epochs * steps_per_epoch)
+    Data<T> valid{nullptr, nullptr, 0};
+    double* valid_losses = nullptr;  // (epochs,) or nullptr
+    double target_loss = NAN;
+};
+
+namespace cpu {
+
+template <typename T>
+T loss(const Data<T>& data, const Model<T>& model);
+
+template <typename T>
+T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
+
+template <typename T>
+TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
+
+}  // namespace cpu
+
+}  // namespace linsgd

@@ -1,0 +1,144 @@
+"""Which compute backends this install has, and how one is chosen.
+
+Every backend is a module exposing the same three low-level entry points. They trust their
+caller (``linsgd.kernels``) to have validated the arrays; the compiled ``_core`` re-checks
+shapes and dtypes itself so that a direct call can never read or write out of bounds.
+
+Low-level interface (``T`` is float32 or float64; every array C-contiguous and of dtype ``T``
+unless stated otherwise; ``b``-like arguments may be ``None`` for a model without a bias)::
+
+    loss(X, Y, W, b) -> float
+        X (M, N), Y (M, U), W (U, N), b (U,) or None.  MSE over all M*U entries, in T:
+        P = sequential dot over features, then + b;  e = P - Y;  cascade sum of e*e;  / (M*U).
+
+    gradient(X, Y, W, b, gW, gb) -> float
+        Writes gW (U, N) and gb (U,) (gb is None when b is None); returns the batch loss.
+
+    train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2,
+          momentum, dampening, nesterov, maximize,
+          buf_W, buf_b, momentum_initialized,
+          losses, X_valid, Y_valid, valid_losses, target_loss) -> (steps_done, status)
+        E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch.
+        order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order) or None
+        (every epoch uses rows 0..M-1, R = M).  Steps per epoch S = ceil(R / batch_size); the
+        last batch of an epoch may be ragged.  W, b, buf_W (U, N), buf_b (U,) are updated in
+        place; buf_* are read only when momentum_initialized is true (else the first step
+        copies the direction into them, as torch does).  losses is float64 (E*S,): the batch
+        loss of every step (before its update).  X_valid/Y_valid/valid_losses (float64 (E,))
+        are None or all given: the full-set MSE after each epoch.  target_loss: stop after
+        the first step whose batch loss is < target_loss (NaN disables).
+        status: 0 completed, 1 target_loss reached, 2 diverged (a non-finite loss: that
+        step is not applied; or a non-finite parameter after a step), 3 interrupted.
+        steps_done counts the steps whose update was applied.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+__all__ = ["available_backends", "get_backend", "default_backend", "BACKEND_ENV"]
+
+BACKEND_ENV = "LINSGD_BACKEND"
+_KNOWN = ("cpp", "cuda", "numba")
+_MODULES = {"cpp": "linsgd._core", "cuda": "linsgd._cuda", "numba": "linsgd._numba"}
+_cache: dict[str, ModuleType] = {}
+_errors: dict[str, str] = {}
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in _cache:
+        return _cache[name]
+    if name in _errors:
+        return None
+    try:
+        mod = importlib.import_module(_MODULES[name])
+        if name == "cuda" and not mod.device_available():
+            raise ImportError("the _cuda module is built but no CUDA device is visible")
+    except ImportError as exc:
+        if name == "cuda":
+            _errors[name] = (
+                f"the CUDA backend is unavailable: {exc}"
+                if "device" in str(exc)
+                else "the CUDA backend is unavailable: linsgd was built without its _cuda module "
+                "(reinstall with -C cmake.define.LINSGD_CUDA=ON on a machine with nvcc)"
+            )
+        elif name == "numba":
+            _errors[name] = f"the numba backend is unavailable: numba cannot be imported ({exc})"
+        else:
+            _errors[name] = (
+                f"the C++ backend is unavailable: the compiled module linsgd._core "
+                f"cannot be imported ({exc}); reinstall linsgd with `pip install .`"
+            )
+        return None
+    _cache[name] = mod
+    return mod
+
+
+def available_backends() -> list[str]:
+    """List the backends this install can run, in order of preference.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["cpp", "cuda", "numba"]``.
+    """
+    return [name for name in _KNOWN if _load(name) is not None]
+
+
+def default_backend() -> str:
+    """Name the backend used when none is asked for.
+
+    ``LINSGD_BACKEND`` wins when set; otherwise the compiled C++ backend, then numba.
+
+    Returns
+    -------
+    str
+        The backend's name.
+    """
+    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if forced:
+        _check_name(forced, f"environment variable {BACKEND_ENV}")
+        return forced
+    for name in ("cpp", "numba"):
+        if _load(name) is not None:
+            return name
+    raise ImportError(
+        "linsgd has no usable backend: "
+        + "; ".join(_errors.get(n, n) for n in ("cpp", "numba"))
+    )
+
+
+def _check_name(name: object, what: str) -> None:
+    if not isinstance(name, str) or name not in _KNOWN:
+        raise ValueError(f"{what} must be one of {list(_KNOWN)} or None, got {name!r}")
+
+
+def get_backend(name: str | None = None) -> ModuleType:
+    """Return the module implementing backend ``name`` (the default one when ``None``).
+
+    Parameters
+    ----------
+    name : {"cpp", "cuda", "numba"} or None
+        The backend to use.
+
+    Returns
+    -------
+    module
+        A module with ``loss``, ``gradient`` and ``train``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known backend, or is known but not usable on this install (the
+        message says what is missing).
+    """
+    if name is None:
+        name = default_backend()
+    else:
+        _check_name(name, "backend")
+    mod = _load(name)
+    if mod is None:
+        raise ValueError(_errors[name])
+    return mod

@@ -1,0 +1,343 @@
+"""Internal tests of the numba backend (``linsgd._numba``): its building blocks, bit for bit.
+
+* the ``llvm.fma`` intrinsic against an exact (``fractions.Fraction``) fused multiply-add;
+* the cascade sum against the Appendix A1 model (``reference.sum_dim0``);
+* ``gradient`` and ``train`` against torch autograd / ``torch.optim.SGD`` where torch's GEMMs
+  are known to use the sequential order (U = 1, N <= 4), and against the numpy model elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numba
+import numpy as np
+import pytest
+
+from linsgd import _numba
+from reference import sum_dim0, train_reference
+
+DTYPES = (np.float64, np.float32)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
+
+
+def assert_bits_equal(actual, expected) -> None:
+    actual = np.atleast_1d(np.asarray(actual))
+    expected = np.atleast_1d(np.asarray(expected))
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    diff = np.flatnonzero(_bits(actual).ravel() != _bits(expected).ravel())
+    assert diff.size == 0, (
+        f"{diff.size}/{actual.size} elements differ, first at {diff[0]}: "
+        f"{actual.ravel()[diff[0]]!r} != {expected.ravel()[diff[0]]!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# fma intrinsic
+
+
+@numba.njit
+def _fma_arrays(a, b, c, out):
+    for i in range(a.shape[0]):
+        out[i] = _numba._fma(a[i], b[i], c[i])
+
+
+def _exact_fma(a: float, b: float, c: float, dtype) -> float:
+    """Correctly rounded a*b + c in ``dtype`` (finite, non-overflowing inputs)."""
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    if exact == 0:
+        # IEEE: an exact zero sum is +0 under round-to-nearest unless both terms are -0.
+        neg = math.copysign(1.0, float(a) * float(b)) < 0 and math.copysign(1.0, float(c)) < 0
+        return dtype(-0.0 if neg else 0.0)
+    r = float(exact)  # int / int true division: correctly rounded to float64
+    if dtype is np.float32 and Fraction(r) != exact:
+        # Round to odd in float64, then once to float32: no double-rounding error (53 >= 24 + 2).
+        if np.float64(r).view(np.int64) & 1 == 0:
+            r = float(np.nextafter(r, math.inf if exact > Fraction(r) else -math.inf))
+    return dtype(r)
+
+
+def _fma_cases(dtype, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20, n)).astype(dtype)
+    b = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20, n)).astype(dtype)
+    c = (rng.standard_normal(n) * 2.0 ** rng.integers(-40, 40, n)).astype(dtype)
+    # Contrived: c = -fl(a*b) makes the unfused result 0 and the fused one the product's
+    # rounding error; c = -fl(a*b) * (1 + tiny) puts the sum next to a rounding boundary.
+    m = n // 3
+    c[:m] = -(a[:m] * b[:m])
+    c[m:2 * m] = -(a[m:2 * m] * b[m:2 * m]) * dtype(1 + 2.0 ** -10)
+    # Exact halfway-ish operands: 1 + 2^-k products against -1.
+    k = 12 if dtype is np.float32 else 27
+    a[-4:] = dtype(1 + 2.0 ** -k)
+    b[-4:] = dtype(1 - 2.0 ** -k)
+    c[-4:] = dtype(-1.0)
+    a[-1], b[-1], c[-1] = dtype(0.0), dtype(-3.0), dtype(-0.0)
+    return a, b, c
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fma_intrinsic_is_correctly_rounded(dtype):
+    a, b, c = _fma_cases(dtype, 3000, seed=11)
+    got = np.empty_like(a)
+    _fma_arrays(a, b, c, got)
+    want = np.array([_exact_fma(x, y, z, dtype) for x, y, z in zip(a, b, c)], dtype)
+    assert_bits_equal(got, want)
+    unfused = a * b + c
+    n_differ = int(np.count_nonzero(_bits(unfused) != _bits(want)))
+    assert n_differ > 1000, "the cases must exercise fused != unfused"
+
+
+# --------------------------------------------------------------------------------------------
+# cascade sum
+
+
+CASCADE_B = list(range(1, 71)) + [127, 128, 257, 600]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("U", [1, 2, 3, 4, 5, 17, 33])
+def test_cascade_sum_matches_model(dtype, U):
+    rng = np.random.default_rng(100 + U)
+    vec = 32 // np.dtype(dtype).itemsize
+    order_matters = 0
+    for B in CASCADE_B:
+        if U >= 17 and B > 70 and B != 600:
+            continue  # keep the pure-Python model fast; B = 600 still covers the long cascade
+        G = (rng.standard_normal((B, U)) * 10.0 ** rng.uniform(-3, 3, (B, U))).astype(dtype)
+        flat = G.ravel()
+        out = np.empty(U, dtype)
+        _numba._sum_columns(flat, B, U, vec, out)
+        want = sum_dim0(G)
+        assert_bits_equal(out, want)
+        # The flattened (loss) sum: the U == 1 model over B*U elements.
+        total = _numba._sum_flat(flat, B * U, vec)
+        assert_bits_equal(np.asarray(total, dtype), sum_dim0(flat.reshape(-1, 1)))
+        seq = np.zeros(U, dtype)
+        for i in range(B):
+            seq = seq + G[i]
+        order_matters += int(np.any(_bits(seq) != _bits(want)))
+    assert order_matters > 0, "the data must distinguish the cascade from a sequential sum"
+
+
+# --------------------------------------------------------------------------------------------
+# against torch
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+
+
+def _problem(M, N, U, dtype, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((M, N)).astype(dtype)
+    W_true = rng.standard_normal((U, N))
+    Y = (X @ W_true.T + 0.5 + 0.1 * rng.standard_normal((M, U))).astype(dtype)
+    W0 = rng.uniform(-1, 1, (U, N)).astype(dtype) / np.sqrt(max(N, 1)).astype(dtype)
+    b0 = rng.uniform(-1, 1, U).astype(dtype)
+    return X, Y, W0, b0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradient_matches_torch_autograd(dtype, bias):
+    torch = _torch()
+    tdt = torch.float64 if dtype is np.float64 else torch.float32
+    n_cases = 0
+    for N in range(1, 5):
+        for M in list(range(1, 41)) + [64, 99, 257]:
+            X, Y, W0, b0 = _problem(M, N, 1, dtype, seed=1000 * N + M)
+            b = b0 if bias else None
+            gW = np.empty_like(W0)
+            gb = np.empty_like(b0) if bias else None
+            loss = _numba.gradient(X, Y, W0, b, gW, gb)
+
+            layer = torch.nn.Linear(N, 1, bias=bias, dtype=tdt)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(W0))
+                if bias:
+                    layer.bias.copy_(torch.from_numpy(b0))
+            tl = torch.nn.MSELoss()(layer(torch.tensor(X)), torch.tensor(Y))
+            tl.backward()
+            assert_bits_equal(gW, layer.weight.grad.numpy())
+            if bias:
+                assert_bits_equal(gb, layer.bias.grad.numpy())
+            assert loss == tl.item(), (N, M)
+            assert _numba.loss(X, Y, W0, b) == tl.item(), (N, M)
+            n_cases += 1
+    assert n_cases == 4 * 43
+
+
+def _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch):
+    """The torch loop: nn.Linear + MSELoss + SGD, fresh batch tensors, lr set per epoch."""
+    U, N = W0.shape
+    layer = torch.nn.Linear(N, U, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(W0))
+        layer.bias.copy_(torch.from_numpy(b0))
+    groups = [
+        {"params": [layer.weight], "weight_decay": cfg["weight_decay"] + 2.0 * cfg["l2"]},
+        {"params": [layer.bias],
+         "weight_decay": cfg["weight_decay"] if cfg["decay_bias"] else 0.0},
+    ]
+    opt = torch.optim.SGD(groups, lr=lrs[0], momentum=cfg["momentum"],
+                          dampening=cfg["dampening"], nesterov=cfg["nesterov"],
+                          maximize=cfg["maximize"])
+    mse = torch.nn.MSELoss()
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    losses, vlosses = [], []
+    for e, lr in enumerate(lrs):
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows = torch.from_numpy(orders[e])
+        for s in range(0, len(rows), bs):
+            idx = rows[s:s + bs]
+            loss = mse(layer(Xt[idx]), Yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        with torch.no_grad():
+            vlosses.append(mse(layer(torch.tensor(Xv)), torch.tensor(Yv)).item())
+    buf = [opt.state[p].get("momentum_buffer") for p in (layer.weight, layer.bias)]
+    buf = [None if t is None else t.numpy().copy() for t in buf]
+    return (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy(),
+            np.array(losses), np.array(vlosses), buf)
+
+
+TRAIN_CONFIGS = [
+    dict(momentum=0.0, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.0,
+         decay_bias=True, l2=0.0),
+    dict(momentum=0.9, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.0,
+         decay_bias=True, l2=0.0),
+    dict(momentum=0.5, dampening=0.3, nesterov=False, maximize=False, weight_decay=0.01,
+         decay_bias=True, l2=0.0),
+    dict(momentum=0.9, dampening=0.0, nesterov=True, maximize=False, weight_decay=0.03,
+         decay_bias=False, l2=0.0),
+    dict(momentum=0.0, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.1,
+         decay_bias=True, l2=0.02),
+    dict(momentum=0.7, dampening=0.1, nesterov=False, maximize=True, weight_decay=0.01,
+         decay_bias=False, l2=0.005),
+]
+
+
+@pytest.mark.parametrize("cfg", TRAIN_CONFIGS)
+@pytest.mark.parametrize("bs", [1, 7, 33])
+def test_train_matches_torch_sgd(cfg, bs):
+    torch = _torch()
+    M, N, U, E = 67, 4, 1, 4
+    X, Y, W0, b0 = _problem(M, N, U, np.float64, seed=bs)
+    Xv, Yv, _, _ = _problem(23, N, U, np.float64, seed=bs + 500)
+    rng = np.random.default_rng(bs + 7)
+    orders = np.stack([rng.permutation(M) for _ in range(E)]).astype(np.int64)
+    # maximize ascends, so keep its steps small to stay finite.
+    lrs = np.array([0.05, 0.03, 0.02, 0.01]) * (0.1 if cfg["maximize"] else 1.0) / bs ** 0.5
+    if bs == 1:
+        lrs = lrs * 0.2
+    tW, tb, tlosses, tvl, (tbW, tbb) = _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch)
+
+    S = -(-M // bs)
+    W, b = W0.copy(), b0.copy()
+    bufW, bufb = np.empty_like(W), np.empty_like(b)
+    losses = np.full(E * S, np.nan)
+    vl = np.full(E, np.nan)
+    init = False
+    # Two calls (2 epochs each) must continue exactly like one torch run: buffers carried.
+    for part in (slice(0, 2), slice(2, 4)):
+        steps, status = _numba.train(
+            X, Y, W, b, np.ascontiguousarray(orders[part]), bs, np.ascontiguousarray(lrs[part]),
+            cfg["weight_decay"], cfg["decay_bias"], cfg["l2"], cfg["momentum"], cfg["dampening"],
+            cfg["nesterov"], cfg["maximize"], bufW, bufb, init,
+            losses[part.start * S:part.stop * S], Xv, Yv, vl[part], math.nan,
+        )
+        assert (steps, status) == (2 * S, 0)
+        assert type(steps) is int and type(status) is int
+        init = init or (cfg["momentum"] != 0 and steps > 0)
+    assert np.all(np.isfinite(tW))
+    assert_bits_equal(W, tW)
+    assert_bits_equal(b, tb)
+    assert_bits_equal(losses, tlosses)
+    assert_bits_equal(vl, tvl)
+    if cfg["momentum"] != 0:
+        assert_bits_equal(bufW, tbW)
+        assert_bits_equal(bufb, tbb)
+
+
+# --------------------------------------------------------------------------------------------
+# against the numpy model (U > 1, float32, no bias) and the stopping statuses
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("U,bias", [(3, True), (5, False), (9, True)])
+def test_train_matches_numpy_model(dtype, U, bias):
+    M, N, E, bs = 45, 6, 3, 8
+    X, Y, W0, b0 = _problem(M, N, U, dtype, seed=U)
+    rng = np.random.default_rng(U)
+    orders = np.stack([rng.permutation(M)[:40] for _ in range(E)]).astype(np.int64)
+    lrs = np.array([0.02, 0.015, 0.01])
+    hyper = dict(momentum=0.9, dampening=0.1, weight_decay=0.01, decay_bias=False, l2=0.003,
+                 nesterov=False, maximize=False)
+    rW, rb, rlosses = train_reference(X, Y, W0, b0 if bias else None, batch_size=bs, epochs=E,
+                                      lr=lrs, order=orders, **hyper)
+    W = W0.copy()
+    b = b0.copy() if bias else None
+    S = -(-40 // bs)
+    losses = np.empty(E * S)
+    steps, status = _numba.train(
+        X, Y, W, b, orders, bs, lrs, hyper["weight_decay"], hyper["decay_bias"], hyper["l2"],
+        hyper["momentum"], hyper["dampening"], hyper["nesterov"], hyper["maximize"],
+        np.empty_like(W), np.empty_like(b0) if bias else None, False, losses,
+        None, None, None, math.nan,
+    )
+    assert (steps, status) == (E * S, 0)
+    assert_bits_equal(W, rW)
+    if bias:
+        assert_bits_equal(b, rb)
+    assert_bits_equal(losses, rlosses.ravel())
+
+
+def _train_plain(X, Y, W, b, lr, E, bs, target=math.nan, momentum=0.0):
+    S = -(-X.shape[0] // bs)
+    losses = np.full(E * S, np.nan)
+    buf = (np.empty_like(W), np.empty_like(b)) if momentum else (None, None)
+    res = _numba.train(X, Y, W, b, None, bs, np.full(E, lr), 0.0, True, 0.0, momentum, 0.0,
+                       False, False, buf[0], buf[1], False, losses, None, None, None, target)
+    return res, losses
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_statuses(dtype):
+    X, Y, W0, b0 = _problem(40, 3, 2, dtype, seed=3)
+    # target_loss: stop after the first step whose batch loss is below it, update applied.
+    # Full batches (one step per epoch) so that k+1 steps are k+1 epochs of a plain run.
+    (steps, status), losses = _train_plain(X, Y, W0.copy(), b0.copy(), 0.05, 10, 40)
+    assert (steps, status) == (10, 0)
+    k = int(np.argmax(losses < losses[3]))
+    assert k >= 4
+    W, b = W0.copy(), b0.copy()
+    (steps, status), losses_t = _train_plain(X, Y, W, b, 0.05, 10, 40, target=losses[3])
+    assert (steps, status) == (k + 1, 1)
+    assert_bits_equal(losses_t[:k + 1], losses[:k + 1])
+    assert np.all(np.isnan(losses_t[k + 1:]))
+    W2, b2 = W0.copy(), b0.copy()
+    _train_plain(X, Y, W2, b2, 0.05, k + 1, 40)
+    assert_bits_equal(W, W2)
+    assert_bits_equal(b, b2)
+    # A huge learning rate diverges: status 2 with a non-finite loss or parameter.
+    W, b = W0.copy(), b0.copy()
+    (steps, status), losses = _train_plain(X, Y, W, b, 1e30, 50, 4, momentum=0.9)
+    assert status == 2 and 0 < steps < 500
+    # A non-finite loss on the very first step: nothing is applied.
+    Yinf = Y.copy()
+    Yinf[0, 0] = np.inf
+    W, b = W0.copy(), b0.copy()
+    (steps, status), losses = _train_plain(X, Yinf, W, b, 0.05, 2, 10)
+    assert (steps, status) == (0, 2)
+    assert_bits_equal(W, W0)
+    assert_bits_equal(b, b0)
+    assert not np.isfinite(losses[0])
