@@ -3,6 +3,7 @@
 // here trusts a shape, a stride, a dtype or an index it has not checked.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
@@ -367,4 +368,17 @@ PYBIND11_MODULE(_core, m) {
           py::arg("Y_valid").none(true), py::arg("valid_losses").none(true), py::arg("target_loss"),
           "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
           "1 target_loss reached, 2 diverged, 3 interrupted.");
+    m.def("cpu_variant", &linsgd::cpu::variant_name,
+          "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
+    m.def("supported_cpu_variants", &linsgd::cpu::supported_variants,
+          "The instruction-set variants this CPU can run.");
+    m.def(
+        "set_cpu_variant",
+        [](const std::string& name) {
+            if (!linsgd::cpu::set_variant(name.c_str()))
+                value_error("cpu variant must be one of this CPU's " +
+                            std::string(py::str(py::cast(linsgd::cpu::supported_variants()))) + ", got '" + name +
+                            "'");
+        },
+        py::arg("name"), "Force an instruction-set variant (for tests and benchmarks: all give the same bits).");
 }

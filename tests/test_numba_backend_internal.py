@@ -41,7 +41,7 @@ def assert_bits_equal(actual, expected) -> None:
 # fma intrinsic
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _fma_arrays(a, b, c, out):
     for i in range(a.shape[0]):
         out[i] = _numba._fma(a[i], b[i], c[i])

@@ -1,14 +1,38 @@
 // Host kernels: the batch gradient, the SGD step and whole epochs, all in one compiled loop.
+//
+// This file is compiled once per instruction-set variant (CMake defines LINSGD_CPU_VARIANT as
+// baseline, avx2 or avx512 and passes that variant's -m flags); dispatch.cpp picks one at run
+// time. The source fixes every rounding (no contraction, explicit fma), so all variants give
+// the same bits.
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "linsgd/kernels.hpp"
+#include "cpu/variants.hpp"
 #include "linsgd/math.hpp"
+
+#ifndef LINSGD_CPU_VARIANT
+#error "LINSGD_CPU_VARIANT must name the instruction-set variant being compiled"
+#endif
 
 namespace linsgd {
 namespace cpu {
+namespace LINSGD_CPU_VARIANT {
 namespace {
+
+// Rows are gathered through an index (shuffled epochs), where the hardware prefetcher cannot
+// guess the next one: ask for the row a few iterations ahead.
+template <typename T>
+inline void prefetch_row(const T* row, int64_t n) {
+#if defined(__GNUC__)
+    const char* p = reinterpret_cast<const char*>(row);
+    const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+#else
+    (void)row;
+    (void)n;
+#endif
+}
 
 // Forward, error and X^T e for one batch in a single pass over its rows, so each row is read
 // while it is in cache. The weight gradient is summed sequentially over the batch, the order
@@ -21,7 +45,9 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
     const int64_t u_count = model.outputs;
     const T scale = mse_gradient_scale<T>(batch, u_count);
     std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
+    constexpr int64_t kPrefetchDistance = 4;
     for (int64_t i = 0; i < batch; ++i) {
+        if (i + kPrefetchDistance < batch) prefetch_row(data.x + rows[i + kPrefetchDistance] * n, n);
         const int64_t r = rows[i];
         const T* x = data.x + r * n;
         const T* y = data.y + r * u_count;
@@ -171,5 +197,6 @@ LINSGD_INSTANTIATE(double)
 
 #undef LINSGD_INSTANTIATE
 
+}  // namespace LINSGD_CPU_VARIANT
 }  // namespace cpu
 }  // namespace linsgd

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace linsgd {
 
@@ -76,6 +78,13 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
 
 template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
+
+// The instruction-set variant the host kernels run ("baseline", "avx2", "avx512"), the ones
+// this CPU supports, and a way to force one (false when the CPU lacks it). Every variant gives
+// the same bits.
+const char* variant_name();
+std::vector<std::string> supported_variants();
+bool set_variant(const char* name);
 
 }  // namespace cpu
 

@@ -215,28 +215,38 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
 
 @numba.njit(**_JIT)
 def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, maximize, neg_lr):
-    """torch.optim.SGD single-tensor step on flat ``p``; returns whether every new value is finite."""
-    finite = True
-    for k in range(p.shape[0]):
-        d = -g[k] if maximize else g[k]
-        # torch's add(x, alpha=a) runs as vec::fmadd(x, a, self) on AVX2/AVX512: fused.
-        if wd_on:
-            d = _fma(p[k], wd, d)
-        if mom_on:
-            if initialized:
-                bk = _fma(d, damp1, buf[k] * mu)
-            else:
-                bk = d  # first step: the buffer is a plain copy, no dampening
-            buf[k] = bk
-            if nesterov:
-                d = _fma(bk, mu, d)
-            else:
-                d = bk
-        q = _fma(d, neg_lr, p[k])
+    """torch.optim.SGD single-tensor step on flat ``p``, using ``g`` as scratch.
+
+    Returns whether every new value of ``p`` is finite. One flag-free loop per stage keeps the
+    compiled code small; each element still sees exactly torch's sequence of roundings.
+    """
+    n = p.shape[0]
+    if maximize:
+        for k in range(n):
+            g[k] = -g[k]
+    # torch's add(x, alpha=a) runs as vec::fmadd(x, a, self) on AVX2/AVX512: fused.
+    if wd_on:
+        for k in range(n):
+            g[k] = _fma(p[k], wd, g[k])
+    d = g
+    if mom_on:
+        if initialized:
+            for k in range(n):
+                buf[k] = _fma(g[k], damp1, buf[k] * mu)
+        else:
+            for k in range(n):
+                buf[k] = g[k]  # first step: the buffer is a plain copy, no dampening
+        if nesterov:
+            for k in range(n):
+                g[k] = _fma(buf[k], mu, g[k])
+        else:
+            d = buf
+    bad = _cast(0.0, p)
+    for k in range(n):
+        q = _fma(d[k], neg_lr, p[k])
         p[k] = q
-        if not math.isfinite(q):
-            finite = False
-    return finite
+        bad = bad + (q - q)  # stays 0 unless some q is inf or nan
+    return bad == 0
 
 
 @numba.njit(**_JIT)

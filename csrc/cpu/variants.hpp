@@ -1,0 +1,27 @@
+// The instruction-set variants of the host kernels (cpu/sgd.cpp compiled once for each) and the
+// names dispatch.cpp chooses among.
+#pragma once
+
+#include "linsgd/kernels.hpp"
+
+#define LINSGD_DECLARE_CPU_VARIANT(NS)                                               \
+    namespace linsgd {                                                               \
+    namespace cpu {                                                                  \
+    namespace NS {                                                                   \
+    template <typename T>                                                            \
+    T loss(const Data<T>& data, const Model<T>& model);                              \
+    template <typename T>                                                            \
+    T gradient(const Data<T>& data, const Model<T>& model, T* gw, T* gb);            \
+    template <typename T>                                                            \
+    TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);             \
+    }                                                                                \
+    }                                                                                \
+    }
+
+LINSGD_DECLARE_CPU_VARIANT(baseline)
+#if defined(LINSGD_HAVE_X86_VARIANTS)
+LINSGD_DECLARE_CPU_VARIANT(avx2)
+LINSGD_DECLARE_CPU_VARIANT(avx512)
+#endif
+
+#undef LINSGD_DECLARE_CPU_VARIANT

@@ -1,0 +1,8 @@
+"""``python -m linsgd``: the command-line interface (see :mod:`linsgd.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
