@@ -97,7 +97,7 @@ def test_fma_intrinsic_is_correctly_rounded(dtype):
 # cascade sum
 
 
-CASCADE_B = list(range(1, 71)) + [127, 128, 257, 600]
+CASCADE_B = [*range(1, 71), 127, 128, 257, 600]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -150,7 +150,7 @@ def test_gradient_matches_torch_autograd(dtype, bias):
     tdt = torch.float64 if dtype is np.float64 else torch.float32
     n_cases = 0
     for N in range(1, 5):
-        for M in list(range(1, 41)) + [64, 99, 257]:
+        for M in [*range(1, 41), 64, 99, 257]:
             X, Y, W0, b0 = _problem(M, N, 1, dtype, seed=1000 * N + M)
             b = b0 if bias else None
             gW = np.empty_like(W0)

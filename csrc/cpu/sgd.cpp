@@ -45,15 +45,36 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
     const int64_t u_count = model.outputs;
     const T scale = mse_gradient_scale<T>(batch, u_count);
     std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
-    constexpr int64_t kPrefetchDistance = 4;
-    for (int64_t i = 0; i < batch; ++i) {
-        if (i + kPrefetchDistance < batch) prefetch_row(data.x + rows[i + kPrefetchDistance] * n, n);
-        const int64_t r = rows[i];
-        const T* x = data.x + r * n;
-        const T* y = data.y + r * u_count;
+    const T* const bias = model.bias;
+    // Four rows at a time: each weight-gradient element stays in a register while the four
+    // rows' terms are added to it in row order, the same sequence as one row at a time.
+    constexpr int64_t kBlock = 4;
+    int64_t i = 0;
+    for (; i + kBlock <= batch; i += kBlock) {
+        for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < batch; ++k) prefetch_row(data.x + rows[k] * n, n);
+        const T* x0 = data.x + rows[i] * n;
+        const T* x1 = data.x + rows[i + 1] * n;
+        const T* x2 = data.x + rows[i + 2] * n;
+        const T* x3 = data.x + rows[i + 3] * n;
+        const T* xs[kBlock] = {x0, x1, x2, x3};
         for (int64_t u = 0; u < u_count; ++u) {
             const T* w = model.weight + u * n;
-            const T e = predict_one<T>(x, w, n, model.bias ? model.bias + u : nullptr) - y[u];
+            T g[kBlock];
+            for (int64_t r = 0; r < kBlock; ++r) {
+                const T e = predict_one<T>(xs[r], w, n, bias ? bias + u : nullptr) - data.y[rows[i + r] * u_count + u];
+                g[r] = e * scale;
+                error[(i + r) * u_count + u] = e;
+                scaled_error[(i + r) * u_count + u] = g[r];
+            }
+            T* gw = grad_weight + u * n;
+            for (int64_t j = 0; j < n; ++j) gw[j] = (((gw[j] + g[0] * x0[j]) + g[1] * x1[j]) + g[2] * x2[j]) + g[3] * x3[j];
+        }
+    }
+    for (; i < batch; ++i) {
+        const T* x = data.x + rows[i] * n;
+        const T* y = data.y + rows[i] * u_count;
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T e = predict_one<T>(x, model.weight + u * n, n, bias ? bias + u : nullptr) - y[u];
             const T g = e * scale;
             error[i * u_count + u] = e;
             scaled_error[i * u_count + u] = g;

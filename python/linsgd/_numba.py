@@ -1,4 +1,4 @@
-"""Numba backend: the low-level ``loss`` / ``gradient`` / ``train`` entry points in pure Python + numba.
+"""Numba backend: the low-level ``loss`` / ``gradient`` / ``train`` entry points, JIT-compiled.
 
 It implements the interface documented in :mod:`linsgd._backends` with the same arithmetic as
 the compiled backend (see ``torch-sgd-semantics.md``): every operation in the parameter dtype
@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["loss", "gradient", "train"]
+__all__ = ["gradient", "loss", "train"]
 
 # error_model="numpy": IEEE division (x/0 -> inf/nan) instead of raising ZeroDivisionError, so an
 # empty set's loss is NaN as in torch.
@@ -162,18 +162,47 @@ def _sum_columns(data, B, U, vec, out):
 
 
 @numba.njit(**_JIT)
-def _loss_kernel(X, Y, W, b, has_b, SQ, vec):
+def _dot(X, r, W, u, N, ACC):
+    """``X[r] . W[u]`` without fused multiply-adds, in the order of ``dot`` in csrc/linsgd/math.hpp.
+
+    Sequential below ``ACC.shape[0]`` features (torch's order on small problems); from there on
+    ``L = ACC.shape[0]`` lane sums combined by a halving tree, then the tail.
+    """
+    L = ACC.shape[0]
+    if N < L:
+        if N == 0:
+            return _cast(0.0, W)
+        acc = X[r, 0] * W[u, 0]
+        for j in range(1, N):
+            acc = acc + X[r, j] * W[u, j]
+        return acc
+    for l in range(L):
+        ACC[l] = X[r, l] * W[u, l]
+    j = L
+    while j + L <= N:
+        for l in range(L):
+            ACC[l] = ACC[l] + X[r, j + l] * W[u, j + l]
+        j += L
+    half = L // 2
+    while half >= 1:
+        for l in range(half):
+            ACC[l] = ACC[l] + ACC[l + half]
+        half //= 2
+    total = ACC[0]
+    while j < N:
+        total = total + X[r, j] * W[u, j]
+        j += 1
+    return total
+
+
+@numba.njit(**_JIT)
+def _loss_kernel(X, Y, W, b, has_b, SQ, vec, ACC):
     M = X.shape[0]
     U, N = W.shape
     zero = _cast(0.0, W)
     for r in range(M):
         for u in range(U):
-            if N > 0:
-                acc = X[r, 0] * W[u, 0]
-                for j in range(1, N):
-                    acc = acc + X[r, j] * W[u, j]
-            else:
-                acc = zero
+            acc = _dot(X, r, W, u, N, ACC)
             p = acc + b[u] if has_b else acc
             e = p - Y[r, u]
             SQ[r * U + u] = e * e
@@ -181,7 +210,7 @@ def _loss_kernel(X, Y, W, b, has_b, SQ, vec):
 
 
 @numba.njit(**_JIT)
-def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, vec):
+def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, vec, ACC):
     """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used).
 
     Writes gW, gb (when has_b) and returns the batch loss in T.
@@ -195,12 +224,7 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
     for i in range(B):
         r = order[epoch, start + i] if use_order else start + i
         for u in range(U):
-            if N > 0:
-                acc = X[r, 0] * W[u, 0]
-                for j in range(1, N):
-                    acc = acc + X[r, j] * W[u, j]
-            else:
-                acc = zero
+            acc = _dot(X, r, W, u, N, ACC)
             p = acc + b[u] if has_b else acc
             e = p - Y[r, u]
             SQ[i * U + u] = e * e
@@ -253,7 +277,7 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
 def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
                   wd_w, wd_b, momentum, dampening, nesterov, maximize,
                   buf_W, buf_b, initialized, losses, Xv, Yv, vlosses, has_valid,
-                  target_loss, vec, G, SQ, SQv, gW, gb):
+                  target_loss, vec, G, SQ, SQv, gW, gb, ACC):
     U, N = W.shape
     E = lr.shape[0]
     S = (R + batch_size - 1) // batch_size
@@ -273,7 +297,7 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
         for s in range(S):
             start = s * batch_size
             B = min(batch_size, R - start)
-            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, vec)
+            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, vec, ACC)
             blf = np.float64(bl)
             losses[e * S + s] = blf
             if not math.isfinite(blf):
@@ -292,7 +316,7 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
             if blf < target_loss:
                 return steps, 1
         if has_valid:
-            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, vec))
+            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, vec, ACC))
     return steps, 0
 
 
@@ -304,6 +328,11 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
 def _lanes(dtype: np.dtype) -> int:
     # ATen registers no AVX512 sum kernel, so the AVX2 one (32-byte vectors) runs everywhere.
     return 32 // np.dtype(dtype).itemsize
+
+
+def _dot_scratch(dtype: np.dtype) -> np.ndarray:
+    # Lanes of the blocked dot product: 128 bytes' worth, as DotLanes in math.hpp.
+    return np.empty(128 // np.dtype(dtype).itemsize, dtype=dtype)
 
 
 def _bias(b: np.ndarray | None, dtype: np.dtype) -> tuple[np.ndarray, bool]:
@@ -335,7 +364,7 @@ def loss(X: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> f
     dtype = W.dtype
     bb, has_b = _bias(b, dtype)
     SQ = np.empty(X.shape[0] * W.shape[0], dtype=dtype)
-    return float(_loss_kernel(X, Y, W, bb, has_b, SQ, _lanes(dtype)))
+    return float(_loss_kernel(X, Y, W, bb, has_b, SQ, _lanes(dtype), _dot_scratch(dtype)))
 
 
 def gradient(
@@ -377,7 +406,7 @@ def gradient(
     SQ = np.empty(M * U, dtype=dtype)
     order = np.empty((1, 0), dtype=np.int64)
     return float(
-        _batch_grad(X, Y, W, bb, has_b, order, False, 0, 0, M, gW, gbb, G, SQ, _lanes(dtype))
+        _batch_grad(X, Y, W, bb, has_b, order, False, 0, 0, M, gW, gbb, G, SQ, _lanes(dtype), _dot_scratch(dtype))
     )
 
 
@@ -428,7 +457,7 @@ def train(
     decay_bias : bool
         Whether ``weight_decay`` also applies to the bias.
     l2 : float
-        Keras-style L2 penalty ``l2 * sum(W**2)`` on the weights only (adds ``2*l2`` to their decay).
+        Keras-style penalty ``l2 * sum(W**2)``, weights only (adds ``2*l2`` to their decay).
     momentum, dampening : float
         torch's momentum and dampening.
     nesterov, maximize : bool
@@ -492,6 +521,6 @@ def train(
         wd + 2.0 * float(l2), wd if decay_bias else 0.0,
         float(momentum), float(dampening), bool(nesterov), bool(maximize),
         bufW, bufb, bool(momentum_initialized), losses, Xv, Yv, vl, has_valid,
-        float(target_loss), _lanes(dtype), G, SQ, SQv, gW, gb,
+        float(target_loss), _lanes(dtype), G, SQ, SQv, gW, gb, _dot_scratch(dtype),
     )
     return int(steps), int(status)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TorchDataLoaderOrder", "dataloader_orders", "MAX_SHUFFLE_ROWS"]
+__all__ = ["MAX_SHUFFLE_ROWS", "TorchDataLoaderOrder", "dataloader_orders"]
 
 #: torch's ``randperm`` on CPU uses the algorithm reproduced here only below this size.
 MAX_SHUFFLE_ROWS = (2**32) // 20

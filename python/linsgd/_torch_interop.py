@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["import_torch", "is_torch_tensor", "linear_to_arrays", "sgd_settings", "make_linear"]
+__all__ = ["import_torch", "is_torch_tensor", "linear_to_arrays", "make_linear", "sgd_settings"]
 
 _SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
@@ -39,7 +39,9 @@ def import_torch(what: str) -> Any:
 
 def is_torch_tensor(obj: object) -> bool:
     """Tell whether ``obj`` is a torch tensor, without importing torch."""
-    return type(obj).__module__.startswith("torch") and hasattr(obj, "detach") and hasattr(obj, "cpu")
+    return (
+        type(obj).__module__.startswith("torch") and hasattr(obj, "detach") and hasattr(obj, "cpu")
+    )
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -157,7 +159,9 @@ def sgd_settings(linear: Any, optimizer: Any) -> tuple[dict, dict]:
         if linear.bias is not None:
             buf_b = optimizer.state.get(linear.bias, {}).get("momentum_buffer")
             if buf_b is None:
-                raise ValueError("optimizer has a momentum buffer for the weight but not for the bias")
+                raise ValueError(
+                    "optimizer has a momentum buffer for the weight but not for the bias"
+                )
             state["momentum_buffer_b"] = _to_numpy(buf_b)
     return params, state
 
@@ -181,8 +185,10 @@ def make_linear(W: np.ndarray, b: np.ndarray | None) -> Any:
     W = np.ascontiguousarray(W)
     U, N = W.shape
     tdtype = torch.float32 if W.dtype == np.float32 else torch.float64
-    # built on the meta device so that no random initialisation runs (torch's global RNG is left alone)
-    layer = torch.nn.Linear(N, U, bias=b is not None, dtype=tdtype, device="meta").to_empty(device="cpu")
+    # built on the meta device: no random initialisation runs, torch's global RNG is left alone
+    layer = torch.nn.Linear(N, U, bias=b is not None, dtype=tdtype, device="meta").to_empty(
+        device="cpu"
+    )
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(W.copy()))
         if b is not None:

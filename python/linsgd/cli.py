@@ -37,11 +37,18 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=16, help="epochs (default: 16)")
     demo.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
     demo.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float64", help="dtype (default: float64)"
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="dtype (default: float64)",
     )
-    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the init (default: 0)")
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and the init (default: 0)"
+    )
     demo.add_argument("--n-train", type=int, default=100, help="training rows (default: 100)")
-    demo.add_argument("--n-valid", type=int, default=10_000, help="validation rows (default: 10000)")
+    demo.add_argument(
+        "--n-valid", type=int, default=10_000, help="validation rows (default: 10000)"
+    )
     demo.add_argument("--features", type=int, default=4, help="features N (default: 4)")
     demo.add_argument(
         "--batch-size", type=int, default=None, help="rows per step (default: n_train // 3)"
@@ -50,7 +57,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--backend", choices=("cpp", "numba", "cuda"), default=None, help="linsgd backend"
     )
     demo.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default: 1; 0 keeps torch's default)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: 1; 0 keeps torch's default)",
     )
     return parser
 
@@ -193,7 +203,11 @@ def run_demo(args: argparse.Namespace, out: Any = None) -> int:
         f"epochs={args.epochs}, dtype={args.dtype}, seed={args.seed}"
     )
     model = LinearRegressor(
-        lr=args.lr, batch_size=batch_size, epochs=args.epochs, dtype=args.dtype, backend=args.backend
+        lr=args.lr,
+        batch_size=batch_size,
+        epochs=args.epochs,
+        dtype=args.dtype,
+        backend=args.backend,
     )
     # one untimed warm-up fit each, so that one-time costs (torch's lazy initialisation, which
     # takes seconds, page faults, ...) stay out of the timings

@@ -35,7 +35,9 @@ def _is_bool(v: Any) -> bool:
     return isinstance(v, (bool, np.bool_))
 
 
-def _check_real(value: Any, name: str, *, minimum: float | None = None, allow_none: bool = False) -> float | None:
+def _check_real(
+    value: Any, name: str, *, minimum: float | None = None, allow_none: bool = False
+) -> float | None:
     if value is None and allow_none:
         return None
     if _is_bool(value) or not isinstance(value, numbers.Real):
@@ -91,7 +93,13 @@ def _as_array(a: Any, name: str) -> np.ndarray:
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must hold real numbers, got non-numeric values") from exc
+            raise TypeError(
+                f"{name} must hold real numbers, got non-numeric values ({exc})"
+            ) from exc
+    if arr.dtype.kind == "c":
+        raise ValueError(
+            f"{name} is complex: Complex data not supported, {name} must hold real numbers"
+        )
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr
@@ -108,14 +116,26 @@ def _check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = No
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array (samples, features), got {arr.ndim}-D shape {arr.shape}"
-            + ("; reshape a single feature with .reshape(-1, 1)" if arr.ndim == 1 else "")
+            + (
+                ". Reshape your data with .reshape(-1, 1) if it has a single feature"
+                if arr.ndim == 1
+                else ""
+            )
         )
     if arr.shape[0] < 1:
-        raise ValueError(f"{name} is empty: shape {arr.shape}, at least one sample is required")
+        raise ValueError(
+            f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
     if arr.shape[1] < 1:
-        raise ValueError(f"{name} has no features: shape {arr.shape}")
+        raise ValueError(
+            f"{name} has no features: 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
+            "is required."
+        )
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but LinearRegressor is expecting "
+            f"{n_features} features as input"
+        )
     if dt is None:
         dt = np.dtype(np.float32) if arr.dtype == np.float32 else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dt)
@@ -125,9 +145,15 @@ def _check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = No
 
 def _check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.ndarray:
     """Validate targets; return them 1-D ``(M,)`` or 2-D ``(M, U)``, cast to ``dt``."""
+    if a is None:
+        raise ValueError(
+            f"{name} is None: LinearRegressor requires y to be passed, but the target y is None"
+        )
     arr = _as_array(a, name)
     if arr.ndim not in (1, 2):
-        raise ValueError(f"{name} must be 1-D (samples,) or 2-D (samples, outputs), got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be 1-D (samples,) or 2-D (samples, outputs), got shape {arr.shape}"
+        )
     if arr.shape[0] != n_samples:
         raise ValueError(
             f"{name} has {arr.shape[0]} samples but {xname} has {n_samples}: they must match"
@@ -154,7 +180,9 @@ def _train_mean(row: np.ndarray) -> float:
 
 
 def _copy_state(state: dict) -> dict:
-    return {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in state.items()}
+    return {
+        k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in state.items()
+    }
 
 
 def _closed_form(
@@ -322,7 +350,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ sklearn plumbing
 
-    def __sklearn_tags__(self):  # noqa: D105 - sklearn >= 1.6 tag protocol
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
@@ -593,7 +621,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         y_arr = _check_y(y, "y", dt, X_arr.shape[0], "X")
         single = y_arr.ndim == 1
         Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
-        M, N = X_arr.shape
+        N = X_arr.shape[1]
         U = Y.shape[1]
         ev = self._eval_set(eval_set, N, U, dt)
         W, b = self._initial_params(coef_init, intercept_init, N, U, single, dt, p["fit_intercept"])
@@ -606,7 +634,12 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             )  # fmt: skip
             W = Wc.astype(dt)
             b = None if bc is None else bc.astype(dt)
-            run = {"train_loss": [], "valid_loss": None if ev is None else [], "steps": 0, "epochs": 0}
+            run = {
+                "train_loss": [],
+                "valid_loss": None if ev is None else [],
+                "steps": 0,
+                "epochs": 0,
+            }
         else:
             if p["shuffle"]:
                 order_gen = TorchDataLoaderOrder(self._seed())
@@ -631,7 +664,9 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self._order_state = None if order_gen is None else order_gen.get_state()
         return self
 
-    def partial_fit(self, X: Any, y: Any, *, eval_set: tuple[Any, Any] | None = None) -> LinearRegressor:
+    def partial_fit(
+        self, X: Any, y: Any, *, eval_set: tuple[Any, Any] | None = None
+    ) -> LinearRegressor:
         """Run one more epoch, continuing the optimizer state (momentum buffers, shuffle stream).
 
         On an unfitted estimator the first call starts from zeros. ``partial_fit`` called ``k``

@@ -29,7 +29,9 @@ class DivergenceError(FloatingPointError):
         The 0-based step within ``epoch``, when known.
     """
 
-    def __init__(self, message: str = "", *, epoch: int | None = None, step: int | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, epoch: int | None = None, step: int | None = None
+    ) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.step = step
