@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import _env
 import numpy as np
+
+import _env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,77 @@ def measure(
     }
 
 
+def measure_interleaved(
+    entries: dict[str, Callable[[], Any]],
+    *,
+    repeats: int = 7,
+    min_batch_s: float = 0.005,
+    max_total_s: float = 5.0,
+    min_repeats: int = 3,
+    on_error: Callable[[str, BaseException], None] | None = None,
+) -> dict[str, dict[str, float | int]]:
+    """Time several functions in interleaved rounds (for a machine whose load varies).
+
+    Each function gets one warm-up call and a calibration call that sets its ``inner`` count
+    (a batch lasts at least ``min_batch_s``); then every round times one batch of each function
+    in turn, so a load change hits all of them alike and their ratios stay meaningful. The
+    number of rounds is cut down so that the slowest function takes about ``max_total_s``
+    (never fewer than ``min_repeats``). A function that raises is dropped and reported to
+    ``on_error(name, exception)``.
+
+    Returns
+    -------
+    dict
+        Per name, as :func:`measure`: ``median_s``, ``min_s``, ``repeats``, ``inner``,
+        ``warmup_s``.
+    """
+    clock = time.perf_counter
+    live: dict[str, dict[str, Any]] = {}
+    for name, fn in entries.items():
+        try:
+            t0 = clock()
+            fn()
+            warm = clock() - t0
+            t0 = clock()
+            fn()
+            one = max(clock() - t0, 1e-9)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(name, exc)
+            continue
+        inner = max(1, math.ceil(min_batch_s / one))
+        live[name] = {"fn": fn, "inner": inner, "batch": one * inner, "warm": warm, "samples": []}
+    if not live:
+        return {}
+    slowest = max(v["batch"] for v in live.values())
+    rounds = max(min_repeats, min(repeats, int(max_total_s / slowest)))
+    for _ in range(rounds):
+        for name in list(live):
+            v = live[name]
+            fn, inner = v["fn"], v["inner"]
+            try:
+                t0 = clock()
+                for _ in range(inner):
+                    fn()
+                v["samples"].append((clock() - t0) / inner)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(name, exc)
+                del live[name]
+    return {
+        name: {
+            "median_s": float(np.median(v["samples"])),
+            "min_s": float(np.min(v["samples"])),
+            "repeats": len(v["samples"]),
+            "inner": v["inner"],
+            "warmup_s": v["warm"],
+        }
+        for name, v in live.items()
+    }
+
+
 # ----------------------------------------------------------------------------- bandwidth
 
 
@@ -107,14 +179,17 @@ def read_bandwidth(nbytes: int, repeats: int = 5) -> dict[str, Any]:
             fn()
             ts.append(time.perf_counter() - t0)
         med, best = float(np.median(ts)), float(np.min(ts))
-        return {"median_s": med, "GBps_median": a.nbytes / med / 1e9, "GBps_best": a.nbytes / best / 1e9}
+        return {
+            "median_s": med,
+            "GBps_median": a.nbytes / med / 1e9,
+            "GBps_best": a.nbytes / best / 1e9,
+        }
 
     methods["numpy a.sum()"] = rate(a.sum)
     reader = _numba_reader()
     if reader is not None:
         methods["numba fastmath loop"] = rate(lambda: reader(a))
     best_name = max(methods, key=lambda k: methods[k]["GBps_median"])
-    del a
     return {
         "array_bytes": int(nbytes),
         "methods": methods,
@@ -150,8 +225,10 @@ def _git() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": run("rev-parse", "--short", "HEAD") or None,
-            "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "commit": run("rev-parse", "--short", "HEAD") or None,
+        "dirty": bool(run("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def _version(mod: str) -> str | None:
@@ -165,8 +242,15 @@ def threadpools() -> list[dict[str, Any]]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return [{"error": "threadpoolctl is not installed (pip install threadpoolctl)"}]
-    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer",
-            "architecture", "filepath")
+    keep = (
+        "user_api",
+        "internal_api",
+        "version",
+        "num_threads",
+        "threading_layer",
+        "architecture",
+        "filepath",
+    )
     return [{k: d.get(k) for k in keep if k in d} for d in threadpool_info()]
 
 
@@ -205,8 +289,7 @@ def linsgd_info() -> dict[str, Any]:
     """Backends and the C++ instruction-set variant of the installed linsgd."""
     import linsgd
 
-    out: dict[str, Any] = {"version": linsgd.__version__,
-                           "backends": linsgd.available_backends()}
+    out: dict[str, Any] = {"version": linsgd.__version__, "backends": linsgd.available_backends()}
     try:
         from linsgd import _core
 
@@ -238,8 +321,12 @@ def make_problem(
     Wt = rng.standard_normal((U, N)) / math.sqrt(N)
     Y = X @ Wt.T.astype(X.dtype) + 0.5 + 0.1 * rng.standard_normal((M, U)).astype(X.dtype)
     W0 = 0.01 * rng.standard_normal((U, N))
-    return (np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(Y, dtype=dtype),
-            np.ascontiguousarray(W0, dtype=dtype), np.zeros(U, dtype=dtype))
+    return (
+        np.ascontiguousarray(X, dtype=dtype),
+        np.ascontiguousarray(Y, dtype=dtype),
+        np.ascontiguousarray(W0, dtype=dtype),
+        np.zeros(U, dtype=dtype),
+    )
 
 
 def stable_lr(N: int, B: int) -> float:

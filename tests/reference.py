@@ -66,11 +66,12 @@ def eps_distance(a, ref) -> float:
 
 
 def make_problem(M: int, N: int, U: int, dtype, seed: int, *, y_1d: bool = False, noise=0.1):
-    """A seeded regression problem: ``X ~ N(0,1)``, ``Y = X W* + 0.5 + noise``, and a
-    torch-like initialisation ``W0, b0 ~ U(+-1/sqrt(N))``. All arrays in ``dtype``."""
+    """A seeded regression problem: ``X ~ N(0,1)``, ``Y = X W* + 0.5 + noise`` with
+    ``W* ~ N(0, 1/N)`` (signal and intercept of one scale), and a torch-like initialisation
+    ``W0, b0 ~ U(+-1/sqrt(N))``. All arrays in ``dtype``."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((M, N))
-    W_true = rng.standard_normal((U, N))
+    W_true = rng.standard_normal((U, N)) / np.sqrt(N)  # signal and intercept of one scale
     Y = X @ W_true.T + 0.5 + noise * rng.standard_normal((M, U))
     bound = 1.0 / np.sqrt(N)
     W0 = rng.uniform(-bound, bound, (U, N))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 
 import numpy as np
@@ -15,7 +14,12 @@ from linsgd._shuffle import TorchDataLoaderOrder, dataloader_orders
 from reference import dataloader_orders as a3_orders
 from reference import eps_distance, make_problem, torch_train
 
-HAS_TORCH = importlib.util.find_spec("torch") is not None
+try:
+    import torch  # noqa: F401
+
+    HAS_TORCH = True
+except ImportError:  # torch is optional
+    HAS_TORCH = False
 needs_torch = pytest.mark.skipif(
     not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
 )

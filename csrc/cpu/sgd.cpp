@@ -60,8 +60,11 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
         for (int64_t u = 0; u < u_count; ++u) {
             const T* w = model.weight + u * n;
             T g[kBlock];
+            T p[kBlock];
+            dot_rows<T, kBlock>(xs, w, n, p);
             for (int64_t r = 0; r < kBlock; ++r) {
-                const T e = predict_one<T>(xs[r], w, n, bias ? bias + u : nullptr) - data.y[rows[i + r] * u_count + u];
+                const T pred = bias ? p[r] + bias[u] : p[r];
+                const T e = pred - data.y[rows[i + r] * u_count + u];
                 g[r] = e * scale;
                 error[(i + r) * u_count + u] = e;
                 scaled_error[(i + r) * u_count + u] = g[r];
@@ -113,23 +116,46 @@ bool apply_update(const Model<T>& model, const T* grad_weight, const T* grad_bia
     return check == T(0);
 }
 
+// The full-set MSE, with the squared errors written to `squares` (rows * outputs) first so
+// that the forward pass and torch's cascade sum each run as a tight loop.
+template <typename T>
+T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    if (data.rows == 0 || u_count == 0) return T(NAN);
+    constexpr int kRows = 8;
+    int64_t r = 0;
+    for (; r + kRows <= data.rows; r += kRows) {
+        const T* xs[kRows];
+        for (int k = 0; k < kRows; ++k) xs[k] = data.x + (r + k) * n;
+        for (int64_t u = 0; u < u_count; ++u) {
+            T p[kRows];
+            dot_rows<T, kRows>(xs, model.weight + u * n, n, p);
+            for (int k = 0; k < kRows; ++k) {
+                const T pred = model.bias ? p[k] + model.bias[u] : p[k];
+                const T e = pred - data.y[(r + k) * u_count + u];
+                squares[(r + k) * u_count + u] = e * e;
+            }
+        }
+    }
+    for (; r < data.rows; ++r) {
+        const T* x = data.x + r * n;
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T e =
+                predict_one<T>(x, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) - data.y[r * u_count + u];
+            squares[r * u_count + u] = e * e;
+        }
+    }
+    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squares[k]; }, data.rows * u_count);
+    return total / static_cast<T>(data.rows * u_count);
+}
+
 }  // namespace
 
 template <typename T>
 T loss(const Data<T>& data, const Model<T>& model) {
-    const int64_t n = model.features;
-    const int64_t u_count = model.outputs;
-    if (data.rows == 0 || u_count == 0) return T(NAN);
-    // Each element is visited once by the cascade, so the error is formed on the fly.
-    auto squared_error = [&](int64_t k) {
-        const int64_t r = k / u_count;
-        const int64_t u = k - r * u_count;
-        const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
-                    data.y[k];
-        return e * e;
-    };
-    const T total = cascade_sum_contiguous<T>(squared_error, data.rows * u_count);
-    return total / static_cast<T>(data.rows * u_count);
+    std::vector<T> squares(static_cast<size_t>(data.rows * model.outputs));
+    return loss_into<T>(data, model, squares.data());
 }
 
 template <typename T>
@@ -153,6 +179,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     std::vector<T> error(cells), scaled_error(cells);
     std::vector<T> grad_weight(static_cast<size_t>(model.outputs * model.features));
     std::vector<T> grad_bias(static_cast<size_t>(model.outputs));
+    std::vector<T> valid_squares(a.valid_losses ? static_cast<size_t>(a.valid.rows * model.outputs) : 0);
     std::vector<int64_t> identity;
     if (!a.order) {
         identity.resize(static_cast<size_t>(rows_per_epoch));
@@ -203,7 +230,8 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
                 return out;
             }
         }
-        if (a.valid_losses) a.valid_losses[e] = static_cast<double>(loss<T>(a.valid, model));
+        if (a.valid_losses)
+            a.valid_losses[e] = static_cast<double>(loss_into<T>(a.valid, model, valid_squares.data()));
     }
     return out;
 }

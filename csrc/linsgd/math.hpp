@@ -170,6 +170,21 @@ LINSGD_HD inline T dot(const T* x, const T* w, int64_t n) {
     return total;
 }
 
+// R dot products against the same w, each in exactly dot()'s order. Short rows are summed as
+// R interleaved sequential chains so that R additions are in flight instead of one.
+template <typename T, int R>
+LINSGD_HD inline void dot_rows(const T* const (&xs)[R], const T* w, int64_t n, T (&out)[R]) {
+    if (n >= DotLanes<T>::value || n == 0) {
+        for (int r = 0; r < R; ++r) out[r] = dot<T>(xs[r], w, n);
+        return;
+    }
+    T acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = xs[r][0] * w[0];
+    for (int64_t j = 1; j < n; ++j)
+        for (int r = 0; r < R; ++r) acc[r] = acc[r] + xs[r][j] * w[j];
+    for (int r = 0; r < R; ++r) out[r] = acc[r];
+}
+
 // One prediction as torch's addmm gives it: the dot product, the bias added afterwards.
 template <typename T>
 LINSGD_HD inline T predict_one(const T* x, const T* w, int64_t n, const T* bias) {

@@ -680,7 +680,9 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         y : array_like of shape (n_samples,) or (n_samples, n_outputs)
             Targets, with as many outputs as the model has.
         eval_set : tuple (X_valid, y_valid), optional
-            Validation data; its MSE after the epoch is appended to ``history_["valid_loss"]``.
+            Validation data; its MSE after the epoch is appended to ``history_["valid_loss"]``
+            (NaN is appended there for an epoch run without ``eval_set`` once the history has
+            validation losses, so the lists keep the length ``n_iter_``).
 
         Returns
         -------

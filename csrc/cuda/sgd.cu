@@ -1,0 +1,401 @@
+// Device kernels: the batch gradient, the SGD step and whole epochs, the same names and the
+// same bits as cpu/sgd.cpp.
+//
+// Every pointer in Data, Model and TrainArgs is device memory, except TrainArgs::lr, which is
+// read on the host (each epoch's SgdScalars are formed there and passed by value). All work
+// goes to the legacy default stream and each entry point returns after it has finished.
+//
+// Summation order. Every reduction is the CPU kernel's, evaluated by one thread per result, so
+// the GPU gives the CPU's bits (and torch's, where the CPU does): the forward pass runs one
+// thread per (row, output) through math.hpp's dot(); each weight-gradient element
+// gW[u, j] is one thread summing g[i, u] * x[i, j] sequentially over the batch (i = 0, 1, ...),
+// from zero, unfused; the bias gradient (cascade_column_sum) and the loss
+// (cascade_sum_contiguous) are one thread each over the stored errors. Products are never
+// contracted into FMAs (built with --fmad=false); the update's FMAs are explicit in math.hpp.
+//
+// Training: four launches per step (forward, gradient, update, finish), no host
+// synchronisation or allocation inside the loop. The single-thread finish kernel alone decides
+// whether training ends (a non-finite loss or parameter, target_loss reached) and raises a
+// stop flag in device memory that makes every later kernel return at once; it also sets a word
+// in mapped host memory so that the host stops queueing launches.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <system_error>
+
+#include "linsgd/kernels.hpp"
+#include "linsgd/math.hpp"
+
+namespace linsgd {
+namespace cuda {
+
+namespace {
+
+class CudaCategory final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "cuda"; }
+    std::string message(int code) const override { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
+};
+
+}  // namespace
+
+const std::error_category& error_category() {
+    static const CudaCategory category;
+    return category;
+}
+
+void check(cudaError_t err, const char* what) {
+    if (err == cudaSuccess) return;
+    cudaGetLastError();  // clear a non-sticky error so that the next call starts clean
+    throw std::system_error(static_cast<int>(err), error_category(),
+                            std::string(what) + ": " + cudaGetErrorName(err));
+}
+
+namespace {
+
+constexpr cudaStream_t kStream = 0;
+constexpr int kThreads = 256;
+constexpr int64_t kWarp = 32;
+
+template <typename T>
+class DeviceArray {
+public:
+    explicit DeviceArray(int64_t count) {
+        if (count > 0) check(cudaMalloc(&ptr_, sizeof(T) * static_cast<size_t>(count)), "cudaMalloc");
+    }
+    ~DeviceArray() {
+        if (ptr_) cudaFree(ptr_);
+    }
+    DeviceArray(const DeviceArray&) = delete;
+    DeviceArray& operator=(const DeviceArray&) = delete;
+    T* get() const { return ptr_; }
+
+private:
+    T* ptr_ = nullptr;
+};
+
+// One int in page-locked host memory that kernels can write: the host polls it without
+// synchronising.
+class MappedFlag {
+public:
+    MappedFlag() {
+        check(cudaHostAlloc(reinterpret_cast<void**>(&host_), sizeof(int), cudaHostAllocMapped), "cudaHostAlloc");
+        *host_ = 0;
+        void* dev = nullptr;
+        check(cudaHostGetDevicePointer(&dev, host_, 0), "cudaHostGetDevicePointer");
+        device_ = static_cast<int*>(dev);
+    }
+    ~MappedFlag() { cudaFreeHost(host_); }
+    MappedFlag(const MappedFlag&) = delete;
+    MappedFlag& operator=(const MappedFlag&) = delete;
+    bool raised() const { return *static_cast<volatile int*>(host_) != 0; }
+    int* device() const { return device_; }
+
+private:
+    int* host_ = nullptr;
+    int* device_ = nullptr;
+};
+
+struct DeviceState {
+    int stop;  // once set, every later kernel returns at once
+    int status;
+    int nonfinite;  // a parameter became NaN or infinite in this step
+    int momentum_ready;
+    long long steps_done;
+};
+
+template <typename T>
+LINSGD_HD inline bool is_finite(T v) {
+    return v - v == T(0);
+}
+
+__device__ inline int64_t thread_index() {
+    return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+void launch_check(int64_t threads) {
+    if ((threads + kThreads - 1) / kThreads > 0x7fffffff)
+        throw std::system_error(static_cast<int>(cudaErrorInvalidConfiguration), error_category(),
+                                "the problem is too large for one kernel launch");
+}
+
+unsigned blocks_for(int64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
+
+// e = P - Y for every (row, output) of the batch, and e scaled by 2 / (B * U).
+template <typename T>
+__global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, Model<T> model,
+                               T scale, T* error, T* scaled_error, const DeviceState* state) {
+    if (state->stop) return;
+    const int64_t u_count = model.outputs;
+    const int64_t t = thread_index();
+    if (t >= batch * u_count) return;
+    const int64_t i = t / u_count;
+    const int64_t u = t - i * u_count;
+    const int64_t r = rows ? rows[start + i] : start + i;
+    const int64_t n = model.features;
+    const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
+                data.y[r * u_count + u];
+    error[t] = e;
+    scaled_error[t] = e * scale;
+}
+
+// The loss (thread 0), the bias gradient (threads 1..U) and, from the next warp on, one
+// weight-gradient element per thread.
+template <typename T>
+__global__ void gradient_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
+                                int64_t features, const T* error, const T* scaled_error, T* grad_weight,
+                                T* grad_bias, T* step_loss, double* loss_out, const DeviceState* state) {
+    if (state->stop) return;
+    const int64_t t = thread_index();
+    const int64_t serial = 1 + (grad_bias ? outputs : 0);
+    if (t == 0) {
+        const int64_t cells = batch * outputs;
+        const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, cells);
+        const T value = total / static_cast<T>(cells);
+        *step_loss = value;
+        if (loss_out) *loss_out = static_cast<double>(value);
+        return;
+    }
+    if (t < serial) {
+        grad_bias[t - 1] = cascade_column_sum<T>(scaled_error, batch, outputs, t - 1);
+        return;
+    }
+    const int64_t k = t - (serial + kWarp - 1) / kWarp * kWarp;
+    if (k < 0 || k >= outputs * features) return;
+    const int64_t u = k / features;
+    const int64_t j = k - u * features;
+    T acc = T(0);
+    for (int64_t i = 0; i < batch; ++i) {
+        const int64_t r = rows ? rows[start + i] : start + i;
+        acc = acc + scaled_error[i * outputs + u] * data.x[r * features + j];
+    }
+    grad_weight[k] = acc;
+}
+
+int64_t gradient_threads(int64_t outputs, int64_t features, bool bias) {
+    const int64_t serial = 1 + (bias ? outputs : 0);
+    return (serial + kWarp - 1) / kWarp * kWarp + outputs * features;
+}
+
+template <typename T>
+__global__ void update_kernel(Model<T> model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias,
+                              SgdScalars<T> s, const T* step_loss, DeviceState* state) {
+    if (state->stop || !is_finite(*step_loss)) return;
+    const bool first_momentum_step = s.use_momentum && !state->momentum_ready;
+    const int64_t count = model.outputs * model.features;
+    const int64_t t = thread_index();
+    T p;
+    if (t < count) {
+        p = sgd_update<T>(model.weight[t], grad_weight[t], buf_weight ? buf_weight + t : nullptr, s,
+                          s.use_decay_weight, s.decay_weight, first_momentum_step);
+        model.weight[t] = p;
+    } else if (model.bias && t - count < model.outputs) {
+        const int64_t u = t - count;
+        p = sgd_update<T>(model.bias[u], grad_bias[u], buf_bias ? buf_bias + u : nullptr, s, s.use_decay_bias,
+                          s.decay_bias, first_momentum_step);
+        model.bias[u] = p;
+    } else {
+        return;
+    }
+    if (!is_finite(p)) state->nonfinite = 1;
+}
+
+__device__ inline void halt(DeviceState* state, int* host_stop, TrainStatus status) {
+    state->status = static_cast<int>(status);
+    state->stop = 1;
+    *static_cast<volatile int*>(host_stop) = 1;
+    __threadfence_system();
+}
+
+// The CPU loop's bookkeeping after a step, in its order.
+template <typename T>
+__global__ void finish_step_kernel(const T* step_loss, double target_loss, DeviceState* state, int* host_stop) {
+    if (state->stop) return;
+    const T value = *step_loss;
+    if (!is_finite(value)) {
+        halt(state, host_stop, TrainStatus::diverged);
+        return;
+    }
+    ++state->steps_done;
+    state->momentum_ready = 1;
+    if (state->nonfinite) {
+        halt(state, host_stop, TrainStatus::diverged);
+        return;
+    }
+    if (static_cast<double>(value) < target_loss) halt(state, host_stop, TrainStatus::target_loss);
+}
+
+template <typename T>
+__global__ void squared_error_kernel(Data<T> data, Model<T> model, T* squared, const DeviceState* state) {
+    if (state && state->stop) return;
+    const int64_t u_count = model.outputs;
+    const int64_t t = thread_index();
+    if (t >= data.rows * u_count) return;
+    const int64_t r = t / u_count;
+    const int64_t u = t - r * u_count;
+    const int64_t n = model.features;
+    const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
+                data.y[t];
+    squared[t] = e * e;
+}
+
+template <typename T>
+__global__ void mean_kernel(const T* squared, int64_t count, T* out, double* out_double, const DeviceState* state) {
+    if ((state && state->stop) || thread_index() != 0) return;
+    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squared[k]; }, count);
+    const T value = total / static_cast<T>(count);
+    if (out) *out = value;
+    if (out_double) *out_double = static_cast<double>(value);
+}
+
+void check_launch() { check(cudaGetLastError(), "kernel launch"); }
+
+// The mean squared error of the model on data, into out (device) and out_double (device).
+template <typename T>
+void enqueue_loss(const Data<T>& data, const Model<T>& model, T* squared, T* out, double* out_double,
+                  const DeviceState* state) {
+    const int64_t cells = data.rows * model.outputs;
+    launch_check(cells);
+    squared_error_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, model, squared, state);
+    mean_kernel<T><<<1, 1, 0, kStream>>>(squared, cells, out, out_double, state);
+    check_launch();
+}
+
+template <typename T>
+void enqueue_gradient(const Data<T>& data, const int64_t* rows, int64_t start, int64_t batch, const Model<T>& model,
+                      T* error, T* scaled_error, T* grad_weight, T* grad_bias, T* step_loss, double* loss_out,
+                      const DeviceState* state) {
+    const int64_t cells = batch * model.outputs;
+    const T scale = mse_gradient_scale<T>(batch, model.outputs);
+    forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale, error,
+                                                                  scaled_error, state);
+    const int64_t threads = gradient_threads(model.outputs, model.features, grad_bias != nullptr);
+    gradient_kernel<T><<<blocks_for(threads), kThreads, 0, kStream>>>(data, rows, start, batch, model.outputs,
+                                                                     model.features, error, scaled_error,
+                                                                     grad_weight, grad_bias, step_loss, loss_out,
+                                                                     state);
+}
+
+template <typename T>
+void copy_to_host(T* host, const T* device, const char* what) {
+    check(cudaMemcpy(host, device, sizeof(T), cudaMemcpyDeviceToHost), what);
+}
+
+}  // namespace
+
+template <typename T>
+T loss(const Data<T>& data, const Model<T>& model) {
+    if (data.rows == 0 || model.outputs == 0) return T(NAN);
+    DeviceArray<T> squared(data.rows * model.outputs), value(1);
+    enqueue_loss<T>(data, model, squared.get(), value.get(), nullptr, nullptr);
+    T out;
+    copy_to_host(&out, value.get(), "computing the loss on the device");
+    return out;
+}
+
+template <typename T>
+T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias) {
+    const int64_t cells = data.rows * model.outputs;
+    if (cells == 0) return T(NAN);
+    launch_check(cells);
+    launch_check(gradient_threads(model.outputs, model.features, true));
+    DeviceArray<T> error(cells), scaled_error(cells), step_loss(1);
+    DeviceArray<DeviceState> state(1);
+    check(cudaMemsetAsync(state.get(), 0, sizeof(DeviceState), kStream), "cudaMemsetAsync");
+    enqueue_gradient<T>(data, nullptr, 0, data.rows, model, error.get(), scaled_error.get(), grad_weight,
+                        model.bias ? grad_bias : nullptr, step_loss.get(), nullptr, state.get());
+    check_launch();
+    T out;
+    copy_to_host(&out, step_loss.get(), "computing the gradient on the device");
+    return out;
+}
+
+template <typename T>
+TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
+    TrainOutcome out;
+    const Model<T>& model = a.model;
+    const int64_t rows_per_epoch = a.rows_per_epoch;
+    if (a.epochs == 0 || rows_per_epoch == 0) return out;
+    const int64_t batch_max = a.batch_size < rows_per_epoch ? a.batch_size : rows_per_epoch;
+    const int64_t steps_per_epoch = (rows_per_epoch + a.batch_size - 1) / a.batch_size;
+    const int64_t params = model.outputs * model.features + (model.bias ? model.outputs : 0);
+    launch_check(batch_max * model.outputs);
+    launch_check(gradient_threads(model.outputs, model.features, true));
+    launch_check(params);
+    if (a.valid_losses) launch_check(a.valid.rows * model.outputs);
+
+    DeviceArray<T> error(batch_max * model.outputs), scaled_error(batch_max * model.outputs);
+    DeviceArray<T> grad_weight(model.outputs * model.features), grad_bias(model.outputs), step_loss(1);
+    DeviceArray<T> valid_squared(a.valid_losses ? a.valid.rows * model.outputs : 0);
+    DeviceArray<DeviceState> state(1);
+    MappedFlag device_stopped;
+    DeviceState init{};
+    init.momentum_ready = a.momentum_initialized ? 1 : 0;
+    check(cudaMemcpy(state.get(), &init, sizeof init, cudaMemcpyHostToDevice), "cudaMemcpy");
+
+    const bool use_momentum = a.hyper.momentum != 0.0;
+    T* const buf_weight = use_momentum ? a.buf_weight : nullptr;
+    T* const buf_bias = use_momentum && model.bias ? a.buf_bias : nullptr;
+    T* const bias_grad = model.bias ? grad_bias.get() : nullptr;
+    // Ask about Ctrl-C as often as the CPU loop does; launches block once the device's queue is
+    // full, so the host never runs more than that queue ahead of the device.
+    const int64_t work_per_step = batch_max * (model.features + 1) * (model.outputs + 1);
+    const int64_t check_every = work_per_step >= (int64_t(1) << 22) ? 1 : (int64_t(1) << 22) / work_per_step;
+    int64_t since_check = 0;
+    bool interrupted = false;
+
+    for (int64_t e = 0; e < a.epochs && !interrupted && !device_stopped.raised(); ++e) {
+        const SgdScalars<T> s = make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2,
+                                                    a.hyper.momentum, a.hyper.dampening, a.hyper.nesterov,
+                                                    a.hyper.maximize);
+        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : nullptr;
+        int64_t step = 0;
+        for (; step < steps_per_epoch; ++step) {
+            if (device_stopped.raised()) break;
+            if (++since_check >= check_every) {
+                since_check = 0;
+                if (stop()) {
+                    interrupted = true;
+                    break;
+                }
+            }
+            const int64_t start = step * a.batch_size;
+            const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
+            enqueue_gradient<T>(a.data, epoch_rows, start, batch, model, error.get(), scaled_error.get(),
+                                grad_weight.get(), bias_grad, step_loss.get(), a.losses + e * steps_per_epoch + step,
+                                state.get());
+            if (params > 0)
+                update_kernel<T><<<blocks_for(params), kThreads, 0, kStream>>>(
+                    model, grad_weight.get(), bias_grad, buf_weight, buf_bias, s, step_loss.get(), state.get());
+            finish_step_kernel<T><<<1, 1, 0, kStream>>>(step_loss.get(), a.target_loss, state.get(),
+                                                        device_stopped.device());
+            check_launch();
+        }
+        if (step == steps_per_epoch && a.valid_losses)
+            enqueue_loss<T>(a.valid, model, valid_squared.get(), nullptr, a.valid_losses + e, state.get());
+    }
+
+    check(cudaStreamSynchronize(kStream), "training on the device");
+    DeviceState final_state;
+    check(cudaMemcpy(&final_state, state.get(), sizeof final_state, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    out.steps_done = final_state.steps_done;
+    if (final_state.stop)
+        out.status = static_cast<TrainStatus>(final_state.status);
+    else if (interrupted)
+        out.status = TrainStatus::interrupted;
+    return out;
+}
+
+#define LINSGD_INSTANTIATE(T)                                                     \
+    template T loss<T>(const Data<T>&, const Model<T>&);                          \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);              \
+    template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
+
+LINSGD_INSTANTIATE(float)
+LINSGD_INSTANTIATE(double)
+
+#undef LINSGD_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace linsgd
