@@ -510,7 +510,9 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, report: dict[str, Any], note: str | None) -> None:
+def write_markdown(
+    path: Path, report: dict[str, Any], note: str | None, image: str | None = None
+) -> None:
     import micro
 
     meta, bw, corr = report["meta"], report["bandwidth"], report["correctness"]
@@ -576,6 +578,7 @@ def write_markdown(path: Path, report: dict[str, Any], note: str | None) -> None
         "",
         "## Epoch times",
         "",
+        *([f"![time per epoch against data size]({image})", ""] if image else []),
         results_table(report["results"]),
         "",
         "## Targets (informative)",
@@ -633,7 +636,10 @@ def write_plot(path: Path, report: dict[str, Any]) -> str | None:
             pts = [(r["bytes"], r["impls"][name]["epoch_s"]) for r in recs if name in r["impls"]]
             xs, ys = zip(*pts)
             label = IMPL_LABELS.get(name) or f"{IMPL_LABELS['cpp']} {name[3:]}"
-            (h,) = ax.plot(xs, ys, marker="o", ms=4, label=label)
+            style: dict[str, Any] = {"lw": 2.2 if name in ("cpp", "numba", "cuda") else 1.2}
+            if name.startswith("cpp[") or name == "epoch default call":
+                style["ls"] = ":"
+            (h,) = ax.plot(xs, ys, marker="o", ms=4, label=label, **style)
             handles.setdefault(label, h)
         xs = [r["bytes"] for r in recs]
         label = f"bandwidth floor ({report['bandwidth']['GBps']:.1f} GB/s read)"
@@ -644,8 +650,8 @@ def write_plot(path: Path, report: dict[str, Any]) -> str | None:
                 f"{r['M']}x{r['N']}x{r['U']}, B={r['B']}",
                 (r["bytes"], r["floor_s"]),
                 textcoords="offset points",
-                xytext=(0, -14 - 11 * (i % 2)),
-                ha="center",
+                xytext=(0, -14 - 10 * (i % 3)),
+                ha="right" if i and i == len(recs) - 1 else "center",
                 fontsize=7,
             )
         ax.set_xscale("log")
@@ -742,11 +748,14 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads(Path(args.render).read_text())
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        write_markdown(out / "results.md", report, args.note)
+        image = None
         if not args.no_plot:
             problem = write_plot(out / "results.png", report)
             if problem:
                 log(problem)
+            else:
+                image = "results.png"
+        write_markdown(out / "results.md", report, args.note, image)
         log(f"rendered {args.render} into {out}")
         return 0
 
@@ -930,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1, default=str))
     md_path = out / "results.md"
-    write_markdown(md_path, report, args.note)
+    write_markdown(md_path, report, args.note, "results.png" if len(written) else None)
     written[:0] = [str(md_path), str(json_path)]
     log("")
     log(f"wrote {', '.join(written)} in {report['elapsed_s']:.1f} s")

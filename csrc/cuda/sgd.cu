@@ -7,17 +7,19 @@
 //
 // Summation order. Every reduction is the CPU kernel's, evaluated by one thread per result, so
 // the GPU gives the CPU's bits (and torch's, where the CPU does): the forward pass runs one
-// thread per (row, output) through math.hpp's dot(); each weight-gradient element
-// gW[u, j] is one thread summing g[i, u] * x[i, j] sequentially over the batch (i = 0, 1, ...),
-// from zero, unfused; the bias gradient (cascade_column_sum) and the loss
-// (cascade_sum_contiguous) are one thread each over the stored errors. Products are never
-// contracted into FMAs (built with --fmad=false); the update's FMAs are explicit in math.hpp.
+// thread per (row, output) through math.hpp's dot(); each weight-gradient element gW[u, j] is
+// one thread summing g[i, u] * x[i, j] sequentially over the batch (i = 0, 1, ...), from zero,
+// unfused; the bias gradient (cascade_column_sum) and the loss (cascade_sum_contiguous) are one
+// thread each over the stored errors. Products are never contracted into FMAs (built with
+// --fmad=false); the update's FMAs are explicit in math.hpp. The price of those bits is that
+// nothing is parallel over the batch: a step costs O(batch) sequential work per thread, which
+// is small for mini-batches and dominates for full batches of many rows.
 //
-// Training: four launches per step (forward, gradient, update, finish), no host
-// synchronisation or allocation inside the loop. The single-thread finish kernel alone decides
-// whether training ends (a non-finite loss or parameter, target_loss reached) and raises a
-// stop flag in device memory that makes every later kernel return at once; it also sets a word
-// in mapped host memory so that the host stops queueing launches.
+// Training: five launches per step (forward; loss and bias gradient; weight gradient; update;
+// finish), no host synchronisation or allocation inside the loop. The single-thread finish
+// kernel alone decides whether training ends (a non-finite loss or parameter, target_loss
+// reached) and raises a stop flag in device memory that makes every later kernel return at
+// once; it also sets a word in mapped host memory so that the host stops queueing launches.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -56,7 +58,6 @@ namespace {
 
 constexpr cudaStream_t kStream = 0;
 constexpr int kThreads = 256;
-constexpr int64_t kWarp = 32;
 
 template <typename T>
 class DeviceArray {
@@ -140,29 +141,33 @@ __global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start,
     scaled_error[t] = e * scale;
 }
 
-// The loss (thread 0), the bias gradient (threads 1..U) and, from the next warp on, one
-// weight-gradient element per thread.
+// The batch loss (thread 0) and the bias gradient (threads 1..U): one thread per sum, each
+// the long sequential cascade, so kept apart from the weight gradient, whose many short-lived
+// threads need few registers.
 template <typename T>
-__global__ void gradient_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
-                                int64_t features, const T* error, const T* scaled_error, T* grad_weight,
-                                T* grad_bias, T* step_loss, double* loss_out, const DeviceState* state) {
+__global__ void reduce_kernel(int64_t batch, int64_t outputs, const T* error, const T* scaled_error, T* grad_bias,
+                              T* step_loss, double* loss_out, const DeviceState* state) {
     if (state->stop) return;
     const int64_t t = thread_index();
-    const int64_t serial = 1 + (grad_bias ? outputs : 0);
     if (t == 0) {
         const int64_t cells = batch * outputs;
         const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, cells);
         const T value = total / static_cast<T>(cells);
         *step_loss = value;
         if (loss_out) *loss_out = static_cast<double>(value);
-        return;
-    }
-    if (t < serial) {
+    } else if (grad_bias && t <= outputs) {
         grad_bias[t - 1] = cascade_column_sum<T>(scaled_error, batch, outputs, t - 1);
-        return;
     }
-    const int64_t k = t - (serial + kWarp - 1) / kWarp * kWarp;
-    if (k < 0 || k >= outputs * features) return;
+}
+
+// gW[u, j], one thread each: the batch summed in row order from zero, as on the CPU.
+template <typename T>
+__global__ void weight_gradient_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch,
+                                       int64_t outputs, int64_t features, const T* scaled_error, T* grad_weight,
+                                       const DeviceState* state) {
+    if (state->stop) return;
+    const int64_t k = thread_index();
+    if (k >= outputs * features) return;
     const int64_t u = k / features;
     const int64_t j = k - u * features;
     T acc = T(0);
@@ -171,11 +176,6 @@ __global__ void gradient_kernel(Data<T> data, const int64_t* rows, int64_t start
         acc = acc + scaled_error[i * outputs + u] * data.x[r * features + j];
     }
     grad_weight[k] = acc;
-}
-
-int64_t gradient_threads(int64_t outputs, int64_t features, bool bias) {
-    const int64_t serial = 1 + (bias ? outputs : 0);
-    return (serial + kWarp - 1) / kWarp * kWarp + outputs * features;
 }
 
 template <typename T>
@@ -270,11 +270,12 @@ void enqueue_gradient(const Data<T>& data, const int64_t* rows, int64_t start, i
     const T scale = mse_gradient_scale<T>(batch, model.outputs);
     forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale, error,
                                                                   scaled_error, state);
-    const int64_t threads = gradient_threads(model.outputs, model.features, grad_bias != nullptr);
-    gradient_kernel<T><<<blocks_for(threads), kThreads, 0, kStream>>>(data, rows, start, batch, model.outputs,
-                                                                     model.features, error, scaled_error,
-                                                                     grad_weight, grad_bias, step_loss, loss_out,
-                                                                     state);
+    reduce_kernel<T><<<blocks_for(1 + model.outputs), kThreads, 0, kStream>>>(
+        batch, model.outputs, error, scaled_error, grad_bias, step_loss, loss_out, state);
+    const int64_t weights = model.outputs * model.features;
+    if (weights > 0)
+        weight_gradient_kernel<T><<<blocks_for(weights), kThreads, 0, kStream>>>(
+            data, rows, start, batch, model.outputs, model.features, scaled_error, grad_weight, state);
 }
 
 template <typename T>
@@ -299,7 +300,7 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     const int64_t cells = data.rows * model.outputs;
     if (cells == 0) return T(NAN);
     launch_check(cells);
-    launch_check(gradient_threads(model.outputs, model.features, true));
+    launch_check(model.outputs * model.features);
     DeviceArray<T> error(cells), scaled_error(cells), step_loss(1);
     DeviceArray<DeviceState> state(1);
     check(cudaMemsetAsync(state.get(), 0, sizeof(DeviceState), kStream), "cudaMemsetAsync");
@@ -321,7 +322,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     const int64_t steps_per_epoch = (rows_per_epoch + a.batch_size - 1) / a.batch_size;
     const int64_t params = model.outputs * model.features + (model.bias ? model.outputs : 0);
     launch_check(batch_max * model.outputs);
-    launch_check(gradient_threads(model.outputs, model.features, true));
+    launch_check(model.outputs * model.features);
     launch_check(params);
     if (a.valid_losses) launch_check(a.valid.rows * model.outputs);
 
