@@ -144,6 +144,26 @@ Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool
     return c;
 }
 
+// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative.
+py::object sample_weights(py::handle obj, const Checked& c) {
+    if (obj.is_none()) return py::none();
+    py::array w = float_array(obj, "sample_weight", 1, false);
+    same_scalar(w, "sample_weight", c.scalar);
+    expect_shape(w, "sample_weight", {c.rows});
+    const bool f32 = c.scalar == Scalar::f32;
+    for (py::ssize_t i = 0; i < c.rows; ++i) {
+        const double v = f32 ? static_cast<const float*>(w.data())[i] : static_cast<const double*>(w.data())[i];
+        if (!(v >= 0.0) || !std::isfinite(v)) value_error("sample_weight must be finite and >= 0");
+    }
+    return w;
+}
+
+template <typename T>
+linsgd::Data<T> weighted(linsgd::Data<T> d, const py::object& w) {
+    d.sample_weight = w.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(w).data());
+    return d;
+}
+
 template <typename T>
 linsgd::Model<T> model_of(const Checked& c) {
     // Writability was checked where the kernel writes (train); loss and gradient only read.
@@ -164,15 +184,19 @@ bool python_signal_pending(void*) {
     return PyErr_CheckSignals() != 0;
 }
 
-double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b) {
+double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
+    const py::object sw = sample_weights(sample_weight, c);
     py::gil_scoped_release nogil;
-    if (c.scalar == Scalar::f32) return linsgd::cpu::loss<float>(data_of<float>(c.x, c.y), model_of<float>(c));
-    return linsgd::cpu::loss<double>(data_of<double>(c.x, c.y), model_of<double>(c));
+    if (c.scalar == Scalar::f32)
+        return linsgd::cpu::loss<float>(weighted(data_of<float>(c.x, c.y), sw), model_of<float>(c));
+    return linsgd::cpu::loss<double>(weighted(data_of<double>(c.x, c.y), sw), model_of<double>(c));
 }
 
-double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb) {
+double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
+                   py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
+    const py::object sw = sample_weights(sample_weight, c);
     py::array gw = float_array(gW, "gW", 2, true);
     same_scalar(gw, "gW", c.scalar);
     expect_shape(gw, "gW", {c.outputs, c.features});
@@ -193,10 +217,10 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     no_overlap(outs, all);
     py::gil_scoped_release nogil;
     if (c.scalar == Scalar::f32)
-        return linsgd::cpu::gradient<float>(data_of<float>(c.x, c.y), model_of<float>(c),
+        return linsgd::cpu::gradient<float>(weighted(data_of<float>(c.x, c.y), sw), model_of<float>(c),
                                             static_cast<float*>(gw.mutable_data()),
                                             c.has_bias ? static_cast<float*>(gbias.mutable_data()) : nullptr);
-    return linsgd::cpu::gradient<double>(data_of<double>(c.x, c.y), model_of<double>(c),
+    return linsgd::cpu::gradient<double>(weighted(data_of<double>(c.x, c.y), sw), model_of<double>(c),
                                          static_cast<double*>(gw.mutable_data()),
                                          c.has_bias ? static_cast<double*>(gbias.mutable_data()) : nullptr);
 }
@@ -206,9 +230,9 @@ linsgd::TrainOutcome run_train(const Checked& c, const py::array* order, int64_t
                                const py::array& lr, const linsgd::SgdHyper& hyper, py::array* buf_w,
                                py::array* buf_b, bool momentum_initialized, py::array& losses,
                                const py::array* x_valid, const py::array* y_valid, py::array* valid_losses,
-                               double target_loss) {
+                               double target_loss, const py::object& sw) {
     linsgd::TrainArgs<T> a;
-    a.data = data_of<T>(c.x, c.y);
+    a.data = weighted(data_of<T>(c.x, c.y), sw);
     a.model = model_of<T>(c);
     a.order = order ? static_cast<const int64_t*>(order->data()) : nullptr;
     a.rows_per_epoch = rows_per_epoch;
@@ -234,8 +258,9 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                    py::handle lr_obj, double weight_decay, bool decay_bias, double l2, double momentum,
                    double dampening, bool nesterov, bool maximize, py::handle buf_W, py::handle buf_b,
                    bool momentum_initialized, py::handle losses_obj, py::handle X_valid, py::handle Y_valid,
-                   py::handle valid_losses_obj, double target_loss) {
+                   py::handle valid_losses_obj, double target_loss, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, true);
+    const py::object sw = sample_weights(sample_weight, c);
     if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
     py::array lr = double_array(lr_obj, "lr", 1, false);
     const int64_t epochs = lr.shape(0);
@@ -343,10 +368,10 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
         c.scalar == Scalar::f32
             ? run_train<float>(c, has_order ? &order : nullptr, rows_per_epoch, batch_size, lr, hyper, bw_ptr, bb_ptr,
                                momentum_initialized, losses, has_valid ? &xv : nullptr, has_valid ? &yv : nullptr,
-                               has_valid ? &vl : nullptr, target_loss)
+                               has_valid ? &vl : nullptr, target_loss, sw)
             : run_train<double>(c, has_order ? &order : nullptr, rows_per_epoch, batch_size, lr, hyper, bw_ptr, bb_ptr,
                                 momentum_initialized, losses, has_valid ? &xv : nullptr, has_valid ? &yv : nullptr,
-                                has_valid ? &vl : nullptr, target_loss);
+                                has_valid ? &vl : nullptr, target_loss, sw);
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
     return py::make_tuple(out.steps_done, static_cast<int>(out.status));
 }
@@ -356,9 +381,10 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
 PYBIND11_MODULE(_core, m) {
     m.doc() = "linsgd's compiled CPU kernels (private: use linsgd.kernels).";
     m.def("loss", &loss_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
+          py::arg("sample_weight").none(true) = py::none(),
           "Mean squared error of the model (W, b) on (X, Y), rounded as torch's MSELoss rounds it.");
     m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
-          py::arg("gW"), py::arg("gb").none(true),
+          py::arg("gW"), py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
           "Write the MSE gradient of one batch into gW (U, N) and gb (U,); return the batch loss.");
     m.def("train", &train_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
           py::arg("order").none(true), py::arg("batch_size"), py::arg("lr"), py::arg("weight_decay"),
@@ -366,6 +392,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("maximize"), py::arg("buf_W").none(true), py::arg("buf_b").none(true),
           py::arg("momentum_initialized"), py::arg("losses"), py::arg("X_valid").none(true),
           py::arg("Y_valid").none(true), py::arg("valid_losses").none(true), py::arg("target_loss"),
+          py::arg("sample_weight").none(true) = py::none(),
           "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
           "1 target_loss reached, 2 diverged, 3 interrupted.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,

@@ -34,6 +34,24 @@ inline void prefetch_row(const T* row, int64_t n) {
 #endif
 }
 
+// The weights of a batch's rows, summed in double: exact for integer weights, so unit weights
+// give the batch size itself and every result equals the unweighted one bit for bit.
+template <typename T>
+double sum_weights(const T* weight, const int64_t* rows, int64_t batch) {
+    double total = 0.0;
+    for (int64_t i = 0; i < batch; ++i) total += static_cast<double>(weight[rows[i]]);
+    return total;
+}
+
+// Sample weights make the loss a weighted mean, sum(w * e^2) / (U * sum(w)); the gradient
+// scale is 2 / (U * sum(w)) rounded to T, which is torch's 2 / numel when every weight is 1.
+// A batch whose weights are all zero contributes nothing.
+template <typename T>
+T mse_weighted_scale(double weight_sum, int64_t outputs) {
+    if (weight_sum == 0.0) return T(0);
+    return static_cast<T>(2.0 / (static_cast<double>(outputs) * weight_sum));
+}
+
 // Forward, error and X^T e for one batch in a single pass over its rows, so each row is read
 // while it is in cache. The weight gradient is summed sequentially over the batch, the order
 // torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
@@ -43,7 +61,9 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
                  T* grad_bias, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
-    const T scale = mse_gradient_scale<T>(batch, u_count);
+    const T* const weight = data.sample_weight;
+    const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
+    const T scale = mse_weighted_scale<T>(weight_sum, u_count);
     std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
     const T* const bias = model.bias;
     // Four rows at a time: each weight-gradient element stays in a register while the four
@@ -65,7 +85,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
             for (int64_t r = 0; r < kBlock; ++r) {
                 const T pred = bias ? p[r] + bias[u] : p[r];
                 const T e = pred - data.y[rows[i + r] * u_count + u];
-                g[r] = e * scale;
+                g[r] = weight ? (e * scale) * weight[rows[i + r]] : e * scale;
                 error[(i + r) * u_count + u] = e;
                 scaled_error[(i + r) * u_count + u] = g[r];
             }
@@ -78,7 +98,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
         const T* y = data.y + rows[i] * u_count;
         for (int64_t u = 0; u < u_count; ++u) {
             const T e = predict_one<T>(x, model.weight + u * n, n, bias ? bias + u : nullptr) - y[u];
-            const T g = e * scale;
+            const T g = weight ? (e * scale) * weight[rows[i]] : e * scale;
             error[i * u_count + u] = e;
             scaled_error[i * u_count + u] = g;
             T* gw = grad_weight + u * n;
@@ -89,8 +109,12 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
         for (int64_t u = 0; u < u_count; ++u)
             grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
     }
-    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
-    return total / static_cast<T>(batch * u_count);
+    if (weight_sum == 0.0) return T(0);
+    const T total = weight ? cascade_sum_contiguous<T>(
+                                 [&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
+                                 batch * u_count)
+                           : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    return total / static_cast<T>(static_cast<double>(u_count) * weight_sum);
 }
 
 // Applies one update to every parameter; returns false when one became NaN or infinite.
@@ -123,6 +147,7 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     if (data.rows == 0 || u_count == 0) return T(NAN);
+    const T* const weight = data.sample_weight;
     constexpr int kRows = 8;
     int64_t r = 0;
     for (; r + kRows <= data.rows; r += kRows) {
@@ -134,7 +159,7 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
             for (int k = 0; k < kRows; ++k) {
                 const T pred = model.bias ? p[k] + model.bias[u] : p[k];
                 const T e = pred - data.y[(r + k) * u_count + u];
-                squares[(r + k) * u_count + u] = e * e;
+                squares[(r + k) * u_count + u] = weight ? (e * e) * weight[r + k] : e * e;
             }
         }
     }
@@ -143,11 +168,17 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
         for (int64_t u = 0; u < u_count; ++u) {
             const T e =
                 predict_one<T>(x, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) - data.y[r * u_count + u];
-            squares[r * u_count + u] = e * e;
+            squares[r * u_count + u] = weight ? (e * e) * weight[r] : e * e;
         }
     }
     const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squares[k]; }, data.rows * u_count);
-    return total / static_cast<T>(data.rows * u_count);
+    double weight_sum = static_cast<double>(data.rows);
+    if (weight) {
+        weight_sum = 0.0;
+        for (int64_t i = 0; i < data.rows; ++i) weight_sum += static_cast<double>(weight[i]);
+        if (weight_sum == 0.0) return T(0);
+    }
+    return total / static_cast<T>(static_cast<double>(u_count) * weight_sum);
 }
 
 }  // namespace

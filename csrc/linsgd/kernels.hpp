@@ -23,6 +23,7 @@ struct Data {
     const T* x;  // (rows, features)
     const T* y;  // (rows, outputs)
     int64_t rows;
+    const T* sample_weight = nullptr;  // (rows,) or nullptr: every row weighs 1
 };
 
 struct SgdHyper {

@@ -7,17 +7,18 @@ shapes and dtypes itself so that a direct call can never read or write out of bo
 Low-level interface (``T`` is float32 or float64; every array C-contiguous and of dtype ``T``
 unless stated otherwise; ``b``-like arguments may be ``None`` for a model without a bias)::
 
-    loss(X, Y, W, b) -> float
+    loss(X, Y, W, b, sample_weight=None) -> float
         X (M, N), Y (M, U), W (U, N), b (U,) or None.  MSE over all M*U entries, in T:
         P = sequential dot over features, then + b;  e = P - Y;  cascade sum of e*e;  / (M*U).
 
-    gradient(X, Y, W, b, gW, gb) -> float
+    gradient(X, Y, W, b, gW, gb, sample_weight=None) -> float
         Writes gW (U, N) and gb (U,) (gb is None when b is None); returns the batch loss.
 
     train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2,
           momentum, dampening, nesterov, maximize,
           buf_W, buf_b, momentum_initialized,
-          losses, X_valid, Y_valid, valid_losses, target_loss) -> (steps_done, status)
+          losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None)
+          -> (steps_done, status)
         E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch.
         order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order) or None
         (every epoch uses rows 0..M-1, R = M).  Steps per epoch S = ceil(R / batch_size); the
@@ -27,6 +28,8 @@ unless stated otherwise; ``b``-like arguments may be ``None`` for a model withou
         loss of every step (before its update).  X_valid/Y_valid/valid_losses (float64 (E,))
         are None or all given: the full-set MSE after each epoch.  target_loss: stop after
         the first step whose batch loss is < target_loss (NaN disables).
+        sample_weight: None or T (M,) non-negative row weights; each batch's loss is then the
+        weighted mean sum(w e^2) / (U sum(w)) (unit weights reproduce the unweighted bits).
         status: 0 completed, 1 target_loss reached, 2 diverged (a non-finite loss: that
         step is not applied; or a non-finite parameter after a step), 3 interrupted.
         steps_done counts the steps whose update was applied.

@@ -5,25 +5,27 @@ once per call and, when written, back) or any object exposing ``__cuda_array_int
 (torch CUDA tensors, CuPy arrays, Numba device arrays), used in place. This module decides
 which of those a caller's object is and converts the rest.
 
-Wiring into :mod:`linsgd.kernels` (``train``; ``gradient`` and ``loss`` alike)::
+Wiring into :mod:`linsgd.kernels` (``train``; ``gradient`` and ``loss`` alike). numpy inputs
+with ``backend="cuda"`` need nothing new: ``get_backend("cuda")`` raises the ValueError that
+says what is missing, and its ``train``/``gradient``/``loss`` accept numpy arrays. Device
+inputs take a branch before ``_data``/``_params`` (whose ``_to_numpy`` would refuse them)::
 
     from . import _cuda_dispatch as cd
 
-    on_device = backend == "cuda" or cd.any_device_array(X, Y, W, b)
-    if on_device:
-        mod = get_backend("cuda")            # ValueError saying what is missing
+    if cd.any_device_array(X, Y, W, b, *(eval_set or ())):
+        if backend not in (None, "cuda"):
+            raise ValueError(f"X, Y, W, b hold CUDA arrays; use backend='cuda', not {backend!r}")
+        mod = get_backend("cuda")
         X, Y, W, b = (cd.as_cuda_arg(a, n) for a, n in ((X, "X"), (Y, "Y"), (W, "W"), (b, "b")))
-        Y = cd.as_2d_targets(Y)              # (M,) -> (M, 1), a view
-        # skip _data/_params/_to_numpy (they would copy to the host); shape, dtype,
-        # contiguity and writability are checked by _cuda itself, naming the argument.
-        # Build order, lr, losses, valid_losses with numpy as now; momentum buffers with
-        # cd.zeros_like(W) / cd.zeros_like(b) so that they stay on the device between calls,
-        # and accept device buffers in _momentum_buffers (check with cd.is_device_array).
-        steps, status = mod.train(X, Y, W, b, order, bs, rates, ...same order as now...)
+        Y = cd.as_2d_targets(Y)  # (M,) -> (M, 1), a view
+        # _cuda checks dtype, shape, contiguity and writability itself, naming the argument;
+        # check_finite: cd.all_finite(a) runs on the device. Build order, lr, losses and
+        # valid_losses with numpy as now; momentum buffers with cd.zeros_like(W) and
+        # cd.zeros_like(b), so that state keeps them on the device (let _momentum_buffers
+        # accept them: cd.is_device_array).
+        steps, status = mod.train(X, Y, W, b, order, bs, rates, ...)  # the argument order as now
 
-The data must be finite (``check_finite``): for device arrays use :func:`all_finite`, which
-runs on the device. With ``backend="cuda"`` and numpy inputs the numpy path of ``kernels``
-works unchanged: ``get_backend("cuda").train`` accepts numpy arrays.
+``epoch`` and ``step`` take the row count from ``_to_numpy(X)``: use ``X.shape[0]`` there.
 """
 
 from __future__ import annotations

@@ -196,28 +196,42 @@ def _dot(X, r, W, u, N, ACC):
 
 
 @numba.njit(**_JIT)
-def _loss_kernel(X, Y, W, b, has_b, SQ, vec, ACC):
+def _loss_kernel(X, Y, W, b, has_b, SQ, vec, ACC, SW, has_sw):
     M = X.shape[0]
     U, N = W.shape
-    zero = _cast(0.0, W)
+    wsum = np.float64(M)
+    if has_sw:
+        wsum = 0.0
+        for r in range(M):
+            wsum += np.float64(SW[r])
+        if wsum == 0.0:
+            return _cast(0.0, W)
     for r in range(M):
         for u in range(U):
             acc = _dot(X, r, W, u, N, ACC)
             p = acc + b[u] if has_b else acc
             e = p - Y[r, u]
-            SQ[r * U + u] = e * e
-    return _sum_flat(SQ, M * U, vec) / _cast(M * U, W)
+            SQ[r * U + u] = (e * e) * SW[r] if has_sw else e * e
+    return _sum_flat(SQ, M * U, vec) / _cast(U * wsum, W)
 
 
 @numba.njit(**_JIT)
-def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, vec, ACC):
+def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, vec, ACC,
+                SW, has_sw):
     """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used).
 
     Writes gW, gb (when has_b) and returns the batch loss in T.
     """
     U, N = W.shape
     zero = _cast(0.0, W)
-    c = _cast(2.0 / (B * U), W)  # torch: 2/numel formed in double, then rounded to T
+    # Sample weights: a weighted mean, sum(w e^2) / (U sum(w)), the weight sum taken in double
+    # (exact for integer weights, so unit weights give torch's 2/numel bit for bit).
+    wsum = np.float64(B)
+    if has_sw:
+        wsum = 0.0
+        for i in range(B):
+            wsum += np.float64(SW[order[epoch, start + i] if use_order else start + i])
+    c = _cast(2.0 / (U * wsum), W) if wsum != 0.0 else zero  # torch: 2/numel in double, then T
     for u in range(U):
         for j in range(N):
             gW[u, j] = zero
@@ -227,14 +241,20 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
             acc = _dot(X, r, W, u, N, ACC)
             p = acc + b[u] if has_b else acc
             e = p - Y[r, u]
-            SQ[i * U + u] = e * e
-            g = e * c
+            if has_sw:
+                SQ[i * U + u] = (e * e) * SW[r]
+                g = (e * c) * SW[r]
+            else:
+                SQ[i * U + u] = e * e
+                g = e * c
             G[i * U + u] = g
             for j in range(N):
                 gW[u, j] = gW[u, j] + g * X[r, j]
     if has_b:
         _sum_columns(G, B, U, vec, gb)
-    return _sum_flat(SQ, B * U, vec) / _cast(B * U, W)
+    if wsum == 0.0:
+        return zero
+    return _sum_flat(SQ, B * U, vec) / _cast(U * wsum, W)
 
 
 @numba.njit(**_JIT)
@@ -277,7 +297,7 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
 def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
                   wd_w, wd_b, momentum, dampening, nesterov, maximize,
                   buf_W, buf_b, initialized, losses, Xv, Yv, vlosses, has_valid,
-                  target_loss, vec, G, SQ, SQv, gW, gb, ACC):
+                  target_loss, vec, G, SQ, SQv, gW, gb, ACC, SW, has_sw):
     U, N = W.shape
     E = lr.shape[0]
     S = (R + batch_size - 1) // batch_size
@@ -297,7 +317,8 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
         for s in range(S):
             start = s * batch_size
             B = min(batch_size, R - start)
-            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, vec, ACC)
+            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, vec, ACC,
+                             SW, has_sw)
             blf = np.float64(bl)
             losses[e * S + s] = blf
             if not math.isfinite(blf):
@@ -316,7 +337,7 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
             if blf < target_loss:
                 return steps, 1
         if has_valid:
-            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, vec, ACC))
+            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, vec, ACC, SW[:0], False))
     return steps, 0
 
 
@@ -335,13 +356,25 @@ def _dot_scratch(dtype: np.dtype) -> np.ndarray:
     return np.empty(128 // np.dtype(dtype).itemsize, dtype=dtype)
 
 
+def _weights(sample_weight: np.ndarray | None, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    if sample_weight is None:
+        return np.empty(0, dtype=dtype), False
+    return sample_weight, True
+
+
 def _bias(b: np.ndarray | None, dtype: np.dtype) -> tuple[np.ndarray, bool]:
     if b is None:
         return np.empty(0, dtype=dtype), False
     return b, True
 
 
-def loss(X: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> float:
+def loss(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    sample_weight: np.ndarray | None = None,
+) -> float:
     """Mean squared error of the linear model ``X @ W.T + b`` over all ``M*U`` entries.
 
     Parameters
@@ -364,7 +397,8 @@ def loss(X: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> f
     dtype = W.dtype
     bb, has_b = _bias(b, dtype)
     SQ = np.empty(X.shape[0] * W.shape[0], dtype=dtype)
-    return float(_loss_kernel(X, Y, W, bb, has_b, SQ, _lanes(dtype), _dot_scratch(dtype)))
+    sw, has_sw = _weights(sample_weight, dtype)
+    return float(_loss_kernel(X, Y, W, bb, has_b, SQ, _lanes(dtype), _dot_scratch(dtype), sw, has_sw))
 
 
 def gradient(
@@ -374,6 +408,7 @@ def gradient(
     b: np.ndarray | None,
     gW: np.ndarray,
     gb: np.ndarray | None,
+    sample_weight: np.ndarray | None = None,
 ) -> float:
     """Gradient of the MSE loss over the whole of ``X`` (one batch), as torch autograd gives it.
 
@@ -406,7 +441,10 @@ def gradient(
     SQ = np.empty(M * U, dtype=dtype)
     order = np.empty((1, 0), dtype=np.int64)
     return float(
-        _batch_grad(X, Y, W, bb, has_b, order, False, 0, 0, M, gW, gbb, G, SQ, _lanes(dtype), _dot_scratch(dtype))
+        _batch_grad(
+            X, Y, W, bb, has_b, order, False, 0, 0, M, gW, gbb, G, SQ, _lanes(dtype),
+            _dot_scratch(dtype), *_weights(sample_weight, dtype),
+        )
     )
 
 
@@ -433,6 +471,7 @@ def train(
     Y_valid: np.ndarray | None,
     valid_losses: np.ndarray | None,
     target_loss: float,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Run ``len(lr)`` epochs of mini-batch SGD in place, bit-compatible with ``torch.optim.SGD``.
 
@@ -522,5 +561,6 @@ def train(
         float(momentum), float(dampening), bool(nesterov), bool(maximize),
         bufW, bufb, bool(momentum_initialized), losses, Xv, Yv, vl, has_valid,
         float(target_loss), _lanes(dtype), G, SQ, SQv, gW, gb, _dot_scratch(dtype),
+        *_weights(sample_weight, dtype),
     )
     return int(steps), int(status)

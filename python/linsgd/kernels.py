@@ -149,6 +149,21 @@ def _params(
     return w, bias
 
 
+def _sample_weight(sample_weight: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    # Returned as keyword arguments so that a backend without weights is called as before.
+    if sample_weight is None:
+        return {}
+    sw = _to_numpy(sample_weight, "sample_weight")
+    if sw.dtype.kind not in "fiu" or sw.dtype.kind == "b":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}")
+    if sw.shape != (x.shape[0],):
+        raise ValueError(f"sample_weight must have shape ({x.shape[0]},), one weight per row, got {sw.shape}")
+    sw = np.ascontiguousarray(sw, dtype=x.dtype)
+    if not np.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    return {"sample_weight": sw}
+
+
 def _real(value: Any, name: str, *, minimum: float | None = None) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -250,7 +265,9 @@ def _check_state(state: Any) -> None:
         raise TypeError(f"state must be a dict or None, got {type(state).__name__}")
 
 
-def loss(X: Any, Y: Any, W: Any, b: Any, *, backend: str | None = None) -> float:
+def loss(
+    X: Any, Y: Any, W: Any, b: Any, *, sample_weight: Any = None, backend: str | None = None
+) -> float:
     """Mean squared error of the model on a data set, rounded as ``nn.MSELoss`` rounds it.
 
     Parameters
@@ -259,6 +276,8 @@ def loss(X: Any, Y: Any, W: Any, b: Any, *, backend: str | None = None) -> float
     Y : array_like of shape (M, U) or (M,)
     W : array_like of shape (U, N)
     b : array_like of shape (U,) or None
+    sample_weight : array_like of shape (M,), optional
+        Row weights: the loss becomes ``sum(w * e**2) / (U * sum(w))``.
     backend : str, optional
         ``"cpp"`` or ``"numba"``; the default backend when None.
 
@@ -270,11 +289,11 @@ def loss(X: Any, Y: Any, W: Any, b: Any, *, backend: str | None = None) -> float
     mod = get_backend(backend)
     x, y = _data(X, Y, True)
     w, bias = _params(W, b, x, y, writable=False)
-    return float(mod.loss(x, y, w, bias))
+    return float(mod.loss(x, y, w, bias, **_sample_weight(sample_weight, x)))
 
 
 def gradient(
-    X: Any, Y: Any, W: Any, b: Any, *, backend: str | None = None
+    X: Any, Y: Any, W: Any, b: Any, *, sample_weight: Any = None, backend: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Gradient of the batch MSE with respect to ``W`` and ``b``, without an update.
 
@@ -284,6 +303,8 @@ def gradient(
     Y : array_like of shape (B, U) or (B,)
     W : array_like of shape (U, N)
     b : array_like of shape (U,) or None
+    sample_weight : array_like of shape (B,), optional
+        Row weights, as in :func:`train`.
     backend : str, optional
         ``"cpp"`` or ``"numba"``; the default backend when None.
 
@@ -300,7 +321,7 @@ def gradient(
     w, bias = _params(W, b, x, y, writable=False)
     gw = np.empty_like(w)
     gb = None if bias is None else np.empty_like(bias)
-    value = mod.gradient(x, y, w, bias, gw, gb)
+    value = mod.gradient(x, y, w, bias, gw, gb, **_sample_weight(sample_weight, x))
     return gw, gb, float(value)
 
 
@@ -324,6 +345,7 @@ def train(
     state: dict | None = None,
     eval_set: tuple[Any, Any] | None = None,
     target_loss: float | None = None,
+    sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
 ) -> TrainResult:
@@ -366,6 +388,11 @@ def train(
         A validation set whose MSE is computed after every epoch.
     target_loss : float, optional
         Stop after the first step whose batch loss is below this value.
+    sample_weight : array_like of shape (M,), optional
+        Non-negative row weights (cast to ``X``'s dtype). Each batch's loss becomes the weighted
+        mean ``sum(w * e**2) / (U * sum(w))`` over its rows, so unit weights give exactly the
+        unweighted (torch) result and scaling all weights changes nothing; a batch whose weights
+        are all zero contributes no gradient.
     check_finite : bool
         Check the data for NaN and infinity first (one extra pass over it).
     backend : str, optional
@@ -409,12 +436,13 @@ def train(
     rows = x.shape[0] if order is None else order.shape[1]
     steps_per_epoch = -(-rows // bs)
     losses = np.full(n_epochs * steps_per_epoch, np.nan)
+    weights = _sample_weight(sample_weight, x)
     bw, bb, initialized = _momentum_buffers(state, w, bias, h["momentum"])
     steps, status = mod.train(
         x, y, w, bias, order, bs, rates,
         h["weight_decay"], h["decay_bias"], h["l2"], h["momentum"], h["dampening"],
         h["nesterov"], h["maximize"], bw, bb, initialized,
-        losses, xv, yv, vl, target,
+        losses, xv, yv, vl, target, **weights,
     )  # fmt: skip
     if state is not None:
         if bw is not None and (initialized or steps > 0):
@@ -461,6 +489,7 @@ def epoch(
     nesterov: bool = False,
     maximize: bool = False,
     state: dict | None = None,
+    sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
 ) -> np.ndarray:
@@ -468,7 +497,7 @@ def epoch(
 
     Parameters
     ----------
-    X, Y, W, b, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, check_finite, backend
+    X, Y, W, b, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, sample_weight, check_finite, backend
         As in :func:`train`.
     order : array_like of int, shape (R,), optional
         The rows of the epoch, in order; rows ``0..M-1`` when None.
@@ -488,7 +517,7 @@ def epoch(
         X, Y, W, b, batch_size=batch_size, epochs=1, lr=lr, orders=orders,
         weight_decay=weight_decay, decay_bias=decay_bias, l2=l2, momentum=momentum,
         dampening=dampening, nesterov=nesterov, maximize=maximize, state=state,
-        check_finite=check_finite, backend=backend,
+        sample_weight=sample_weight, check_finite=check_finite, backend=backend,
     )  # fmt: skip
     _raise_if_diverged(result, result.losses.shape[1])
     return result.losses[0]
@@ -509,6 +538,7 @@ def step(
     nesterov: bool = False,
     maximize: bool = False,
     state: dict | None = None,
+    sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
 ) -> float:
@@ -516,7 +546,7 @@ def step(
 
     Parameters
     ----------
-    X, Y, W, b, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, check_finite, backend
+    X, Y, W, b, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, sample_weight, check_finite, backend
         As in :func:`train`; ``state`` carries the momentum buffers between steps.
 
     Returns
@@ -534,7 +564,7 @@ def step(
         X, Y, W, b, batch_size=max(int(m), 1), epochs=1, lr=lr,
         weight_decay=weight_decay, decay_bias=decay_bias, l2=l2, momentum=momentum,
         dampening=dampening, nesterov=nesterov, maximize=maximize, state=state,
-        check_finite=check_finite, backend=backend,
+        sample_weight=sample_weight, check_finite=check_finite, backend=backend,
     )  # fmt: skip
     _raise_if_diverged(result, 1)
     return float(result.losses[0, 0])
