@@ -20,8 +20,9 @@ namespace cpu {
 namespace LINSGD_CPU_VARIANT {
 namespace {
 
-// Rows are gathered through an index (shuffled epochs), where the hardware prefetcher cannot
-// guess the next one: ask for the row a few iterations ahead.
+// Rows gathered through an index (shuffled epochs) defeat the hardware prefetcher: ask for
+// them a few iterations ahead. Rows read in order are left to the hardware, which streams them
+// better than a flood of prefetch instructions would.
 template <typename T>
 inline void prefetch_row(const T* row, int64_t n) {
 #if defined(__GNUC__)
@@ -57,8 +58,8 @@ T mse_weighted_scale(double weight_sum, int64_t outputs) {
 // torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
 // cascade sums over the stored errors.
 template <typename T>
-T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const Model<T>& model, T* grad_weight,
-                 T* grad_bias, T* error, T* scaled_error) {
+T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_t batch, const Model<T>& model,
+                 T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
@@ -71,7 +72,8 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const 
     constexpr int64_t kBlock = 4;
     int64_t i = 0;
     for (; i + kBlock <= batch; i += kBlock) {
-        for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < batch; ++k) prefetch_row(data.x + rows[k] * n, n);
+        if (gathered)
+            for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < batch; ++k) prefetch_row(data.x + rows[k] * n, n);
         const T* x0 = data.x + rows[i] * n;
         const T* x1 = data.x + rows[i + 1] * n;
         const T* x2 = data.x + rows[i + 2] * n;
@@ -195,7 +197,7 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     std::vector<T> error(cells), scaled_error(cells);
     std::vector<int64_t> rows(static_cast<size_t>(data.rows));
     for (int64_t i = 0; i < data.rows; ++i) rows[static_cast<size_t>(i)] = i;
-    return batch_gradient<T>(data, rows.data(), data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
+    return batch_gradient<T>(data, rows.data(), false, data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
                              error.data(), scaled_error.data());
 }
 
@@ -239,7 +241,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             }
             const int64_t start = step * a.batch_size;
             const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
-            const T batch_loss = batch_gradient<T>(a.data, epoch_rows + start, batch, model, grad_weight.data(),
+            const T batch_loss = batch_gradient<T>(a.data, epoch_rows + start, a.order != nullptr, batch, model, grad_weight.data(),
                                                    model.bias ? grad_bias.data() : nullptr, error.data(),
                                                    scaled_error.data());
             a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);

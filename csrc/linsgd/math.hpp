@@ -145,6 +145,14 @@ struct DotLanes {
     static constexpr int value = 128 / static_cast<int>(sizeof(T));
 };
 
+// The halving tree that combines the lanes, unrolled at compile time so that it stays in
+// registers: lane l takes lane l + half, for half = L/2, L/4, ..., 1.
+template <typename T, int HALF>
+LINSGD_HD inline void fold_lanes(T* acc) {
+    for (int l = 0; l < HALF; ++l) acc[l] = acc[l] + acc[l + HALF];
+    if constexpr (HALF > 1) fold_lanes<T, HALF / 2>(acc);
+}
+
 // x . w without fused multiply-adds (torch's GEMM rounds each product on small problems).
 // Below one block of lanes the sum is sequential, which is the order torch's addmm uses for
 // small N and so reproduces its bits; from there on, a blocked sum (lanes accumulated
@@ -163,8 +171,7 @@ LINSGD_HD inline T dot(const T* x, const T* w, int64_t n) {
     int64_t j = L;
     for (; j + L <= n; j += L)
         for (int l = 0; l < L; ++l) acc[l] = acc[l] + x[j + l] * w[j + l];
-    for (int half = L / 2; half >= 1; half /= 2)
-        for (int l = 0; l < half; ++l) acc[l] = acc[l] + acc[l + half];
+    fold_lanes<T, L / 2>(acc);
     T total = acc[0];
     for (; j < n; ++j) total = total + x[j] * w[j];
     return total;
