@@ -18,8 +18,11 @@ trap 'rm -rf "$scratch"' EXIT
 
 echo "== build the wheel with LINSGD_CUDA=ON (nvcc: $(nvcc --version | tail -n 1))"
 start=$(date +%s)
-# Its own build directory, so that the editable install's build/ is left alone.
-python -m pip wheel . --no-deps --no-build-isolation -w "$scratch/wheel" \
+# Its own build directory, so that the editable install's build/ is left alone; the build
+# requirements from this environment when it has them (no download), else an isolated build.
+isolation=--no-build-isolation
+python -c "import scikit_build_core, pybind11" 2>/dev/null || isolation=
+python -m pip wheel . --no-deps $isolation -w "$scratch/wheel" \
     -C cmake.define.LINSGD_CUDA=ON -C build-dir="$scratch/build"
 echo "built in $(( $(date +%s) - start )) s"
 

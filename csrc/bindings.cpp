@@ -5,10 +5,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "linsgd/kernels.hpp"
@@ -74,34 +78,55 @@ void same_scalar(const py::array& a, const char* name, Scalar s) {
                    "), got " + std::string(py::str(a.dtype())));
 }
 
-void expect_shape(const py::array& a, const char* name, std::vector<py::ssize_t> shape) {
+void expect_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (size_t d = 0; ok && d < shape.size(); ++d) ok = a.shape(static_cast<py::ssize_t>(d)) == shape[d];
+    py::ssize_t d = 0;
+    for (auto it = shape.begin(); ok && it != shape.end(); ++it, ++d) ok = a.shape(d) == *it;
     if (!ok) {
         std::string want = "(";
-        for (size_t d = 0; d < shape.size(); ++d)
-            want += std::to_string(shape[d]) + (shape.size() == 1 ? "," : (d + 1 < shape.size() ? ", " : ""));
+        d = 0;
+        for (auto it = shape.begin(); it != shape.end(); ++it, ++d)
+            want += std::to_string(*it) + (shape.size() == 1 ? "," : (d + 1 < static_cast<py::ssize_t>(shape.size()) ? ", " : ""));
         value_error(std::string(name) + " must have shape " + want + "), got " + shape_of(a));
     }
 }
 
-std::pair<const char*, const char*> byte_range(const py::array& a) {
-    const char* p = static_cast<const char*>(a.data());
-    return {p, p + a.nbytes()};
-}
+// A short fixed-capacity list of (array, name) pairs: the overlap check below runs on every
+// call, so it should not allocate.
+struct Named {
+    const py::array* array = nullptr;
+    const char* name = nullptr;
+};
+
+struct NamedList {
+    static constexpr int kCapacity = 16;
+    Named items[kCapacity];
+    int count = 0;
+    void add(const py::array& a, const char* name) {
+        if (count == kCapacity) throw std::logic_error("linsgd: NamedList capacity exceeded");
+        items[count++] = {&a, name};
+    }
+};
 
 // An output must not share memory with any other argument: the kernel would read values it
-// has already overwritten.
-void no_overlap(const std::vector<std::pair<const py::array*, const char*>>& outputs,
-                const std::vector<std::pair<const py::array*, const char*>>& all) {
-    for (const auto& out : outputs) {
-        if (out.first->nbytes() == 0) continue;
-        const auto r = byte_range(*out.first);
-        for (const auto& other : all) {
-            if (other.first == out.first || other.first->nbytes() == 0) continue;
-            const auto q = byte_range(*other.first);
-            if (r.first < q.second && q.first < r.second)
-                value_error(std::string(out.second) + " shares memory with " + other.second +
+// has already overwritten (or write the data it is reading). Every array here is contiguous, so
+// [data, data + nbytes) is exactly the memory it covers.
+void no_overlap(const NamedList& outputs, const NamedList& all) {
+    for (int i = 0; i < outputs.count; ++i) {
+        const py::array& out = *outputs.items[i].array;
+        const py::ssize_t out_bytes = out.nbytes();
+        if (out_bytes == 0) continue;
+        const char* r0 = static_cast<const char*>(out.data());
+        const char* r1 = r0 + out_bytes;
+        for (int j = 0; j < all.count; ++j) {
+            const py::array& other = *all.items[j].array;
+            if (&other == &out) continue;
+            const py::ssize_t other_bytes = other.nbytes();
+            if (other_bytes == 0) continue;
+            const char* q0 = static_cast<const char*>(other.data());
+            const char* q1 = q0 + other_bytes;
+            if (r0 < q1 && q0 < r1)
+                value_error(std::string(outputs.items[i].name) + " shares memory with " + all.items[j].name +
                             "; pass separate arrays");
         }
     }
@@ -112,8 +137,11 @@ double finite(double v, const char* name) {
     return v;
 }
 
+// An array handle holding nothing: py::array's default constructor would allocate a numpy array.
+py::array unset_array() { return py::reinterpret_steal<py::array>(py::handle()); }
+
 struct Checked {
-    py::array x, y, w, b;
+    py::array x = unset_array(), y = unset_array(), w = unset_array(), b = unset_array();
     bool has_bias = false;
     Scalar scalar = Scalar::f64;
     int64_t rows = 0, features = 0, outputs = 0;
@@ -144,9 +172,10 @@ Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool
     return c;
 }
 
-// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative.
-py::object sample_weights(py::handle obj, const Checked& c) {
-    if (obj.is_none()) return py::none();
+// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative. An unset
+// array when None.
+py::array sample_weights(py::handle obj, const Checked& c) {
+    if (obj.is_none()) return unset_array();
     py::array w = float_array(obj, "sample_weight", 1, false);
     same_scalar(w, "sample_weight", c.scalar);
     expect_shape(w, "sample_weight", {c.rows});
@@ -159,8 +188,8 @@ py::object sample_weights(py::handle obj, const Checked& c) {
 }
 
 template <typename T>
-linsgd::Data<T> weighted(linsgd::Data<T> d, const py::object& w) {
-    d.sample_weight = w.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(w).data());
+linsgd::Data<T> weighted(linsgd::Data<T> d, const py::array& w) {
+    d.sample_weight = w.ptr() ? static_cast<const T*>(w.data()) : nullptr;
     return d;
 }
 
@@ -184,9 +213,86 @@ bool python_signal_pending(void*) {
     return PyErr_CheckSignals() != 0;
 }
 
+// ---- all_finite: one pass, no allocation -----------------------------------------------------
+
+// x - x is +0 for every finite x and NaN for an infinity or a NaN, so a sum of such terms is
+// zero exactly when all are finite. Eight independent sums per block (the compiler vectorises
+// them) and one test per block, so a NaN early in a large array stops the scan early.
+template <typename T>
+bool finite_contiguous(const T* p, int64_t n) {
+    constexpr int64_t kLanes = 8;
+    constexpr int64_t kBlock = int64_t(1) << 12;
+    for (int64_t start = 0; start < n; start += kBlock) {
+        const int64_t end = std::min(n, start + kBlock);
+        T acc[kLanes] = {};
+        int64_t i = start;
+        for (; i + kLanes <= end; i += kLanes)
+            for (int64_t l = 0; l < kLanes; ++l) acc[l] = acc[l] + (p[i + l] - p[i + l]);
+        for (; i < end; ++i) acc[0] = acc[0] + (p[i] - p[i]);
+        T total = T(0);
+        for (int64_t l = 0; l < kLanes; ++l) total = total + acc[l];
+        if (total != T(0)) return false;
+    }
+    return true;
+}
+
+// Any layout (negative strides, unaligned data included): element by element through memcpy.
+template <typename T>
+bool finite_strided(const char* p, const py::ssize_t* shape, const py::ssize_t* strides, py::ssize_t ndim) {
+    if (ndim == 0) {
+        T v;
+        std::memcpy(&v, p, sizeof(T));
+        return std::isfinite(v);
+    }
+    if (ndim == 1) {
+        for (py::ssize_t i = 0; i < shape[0]; ++i) {
+            T v;
+            std::memcpy(&v, p + i * strides[0], sizeof(T));
+            if (!std::isfinite(v)) return false;
+        }
+        return true;
+    }
+    for (py::ssize_t i = 0; i < shape[0]; ++i)
+        if (!finite_strided<T>(p + i * strides[0], shape + 1, strides + 1, ndim - 1)) return false;
+    return true;
+}
+
+template <typename T>
+bool all_finite_of(const py::array& a) {
+    const int64_t n = a.size();
+    if (n == 0) return true;
+    const bool aligned = reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(T) == 0;
+    const bool contiguous = (a.flags() & (py::array::c_style | py::array::f_style)) != 0;
+    const char* p = static_cast<const char*>(a.data());
+    const py::ssize_t ndim = a.ndim();
+    std::vector<py::ssize_t> shape, strides;
+    if (!(contiguous && aligned)) {
+        shape.assign(a.shape(), a.shape() + ndim);
+        strides.assign(a.strides(), a.strides() + ndim);
+    }
+    auto scan = [&]() {
+        return contiguous && aligned ? finite_contiguous<T>(reinterpret_cast<const T*>(p), n)
+                                     : finite_strided<T>(p, shape.data(), strides.data(), ndim);
+    };
+    if (n < (int64_t(1) << 16)) return scan();
+    py::gil_scoped_release nogil;
+    return scan();
+}
+
+bool all_finite_py(py::handle obj) {
+    py::array a = require_array(obj, "a");
+    const py::dtype dt = a.dtype();
+    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8) || !native_order(dt))
+        type_error("all_finite needs a float32 or float64 array in native byte order, got dtype " +
+                   std::string(py::str(dt)));
+    return dt.itemsize() == 4 ? all_finite_of<float>(a) : all_finite_of<double>(a);
+}
+
+// ---- the kernels -----------------------------------------------------------------------------
+
 double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
-    const py::object sw = sample_weights(sample_weight, c);
+    const py::array sw = sample_weights(sample_weight, c);
     py::gil_scoped_release nogil;
     if (c.scalar == Scalar::f32)
         return linsgd::cpu::loss<float>(weighted(data_of<float>(c.x, c.y), sw), model_of<float>(c));
@@ -196,24 +302,29 @@ double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handl
 double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
                    py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
-    const py::object sw = sample_weights(sample_weight, c);
+    const py::array sw = sample_weights(sample_weight, c);
     py::array gw = float_array(gW, "gW", 2, true);
     same_scalar(gw, "gW", c.scalar);
     expect_shape(gw, "gW", {c.outputs, c.features});
-    py::array gbias;
+    py::array gbias = unset_array();
     if (c.has_bias) {
         if (gb.is_none()) value_error("gb must be an array of shape (U,) when b is given");
         gbias = float_array(gb, "gb", 1, true);
         same_scalar(gbias, "gb", c.scalar);
         expect_shape(gbias, "gb", {c.outputs});
     }
-    std::vector<std::pair<const py::array*, const char*>> all = {{&c.x, "X"}, {&c.y, "Y"}, {&c.w, "W"}, {&gw, "gW"}};
-    std::vector<std::pair<const py::array*, const char*>> outs = {{&gw, "gW"}};
+    NamedList all, outs;
+    all.add(c.x, "X");
+    all.add(c.y, "Y");
+    all.add(c.w, "W");
+    all.add(gw, "gW");
+    outs.add(gw, "gW");
     if (c.has_bias) {
-        all.push_back({&c.b, "b"});
-        all.push_back({&gbias, "gb"});
-        outs.push_back({&gbias, "gb"});
+        all.add(c.b, "b");
+        all.add(gbias, "gb");
+        outs.add(gbias, "gb");
     }
+    if (sw.ptr()) all.add(sw, "sample_weight");
     no_overlap(outs, all);
     py::gil_scoped_release nogil;
     if (c.scalar == Scalar::f32)
@@ -230,7 +341,7 @@ linsgd::TrainOutcome run_train(const Checked& c, const py::array* order, int64_t
                                const py::array& lr, const linsgd::SgdHyper& hyper, py::array* buf_w,
                                py::array* buf_b, bool momentum_initialized, py::array& losses,
                                const py::array* x_valid, const py::array* y_valid, py::array* valid_losses,
-                               double target_loss, const py::object& sw) {
+                               double target_loss, const py::array& sw) {
     linsgd::TrainArgs<T> a;
     a.data = weighted(data_of<T>(c.x, c.y), sw);
     a.model = model_of<T>(c);
@@ -260,7 +371,7 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                    bool momentum_initialized, py::handle losses_obj, py::handle X_valid, py::handle Y_valid,
                    py::handle valid_losses_obj, double target_loss, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, true);
-    const py::object sw = sample_weights(sample_weight, c);
+    const py::array sw = sample_weights(sample_weight, c);
     if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
     py::array lr = double_array(lr_obj, "lr", 1, false);
     const int64_t epochs = lr.shape(0);
@@ -281,14 +392,18 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     if (std::isinf(target_loss)) value_error("target_loss must be finite or NaN (disabled)");
 
     int64_t rows_per_epoch = c.rows;
-    py::array order;
+    py::array order = unset_array();
     const bool has_order = !order_obj.is_none();
     if (has_order) {
+        // Row indices may repeat (sampling with replacement) and an epoch may have more or fewer
+        // rows than X; each one must lie in [0, rows).
         order = require_array(order_obj, "order");
         if (order.dtype().kind() != 'i' || order.dtype().itemsize() != 8 || !native_order(order.dtype()))
             type_error("order must be an int64 array, got dtype " + std::string(py::str(order.dtype())));
         if (order.ndim() != 2) value_error("order must be 2-D (epochs, rows), got shape " + shape_of(order));
         if (!(order.flags() & py::array::c_style)) value_error("order must be C-contiguous");
+        if (reinterpret_cast<std::uintptr_t>(order.data()) % sizeof(int64_t) != 0)
+            value_error("order must be aligned to its itemsize");
         if (order.shape(0) != epochs)
             value_error("order must have one row per epoch (" + std::to_string(epochs) + "), got shape " +
                         shape_of(order));
@@ -300,14 +415,18 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                             std::to_string(c.rows) + ")");
     }
     if (rows_per_epoch < 1) value_error("order must select at least one row per epoch");
-    const int64_t steps_per_epoch = (rows_per_epoch + batch_size - 1) / batch_size;
+    // A batch larger than the epoch is the whole epoch: the same steps, and no overflow below.
+    batch_size = std::min(batch_size, rows_per_epoch);
+    const int64_t steps_per_epoch = rows_per_epoch / batch_size + (rows_per_epoch % batch_size != 0);
+    if (epochs > std::numeric_limits<int64_t>::max() / steps_per_epoch)
+        value_error("epochs * steps per epoch overflows int64");
 
     py::array losses = double_array(losses_obj, "losses", 1, true);
     if (losses.shape(0) < epochs * steps_per_epoch)
         value_error("losses must hold epochs * steps_per_epoch = " + std::to_string(epochs * steps_per_epoch) +
                     " values, got shape " + shape_of(losses));
 
-    py::array bw, bb;
+    py::array bw = unset_array(), bb = unset_array();
     const bool use_momentum = momentum != 0.0;
     if (use_momentum) {
         bw = float_array(buf_W, "buf_W", 2, true);
@@ -322,7 +441,7 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     }
 
     const bool has_valid = !valid_losses_obj.is_none();
-    py::array xv, yv, vl;
+    py::array xv = unset_array(), yv = unset_array(), vl = unset_array();
     if (has_valid) {
         xv = float_array(X_valid, "X_valid", 2, false);
         same_scalar(xv, "X_valid", c.scalar);
@@ -338,27 +457,33 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
         value_error("X_valid and Y_valid need valid_losses to write to");
     }
 
-    std::vector<std::pair<const py::array*, const char*>> all = {{&c.x, "X"}, {&c.y, "Y"}, {&c.w, "W"},
-                                                                 {&lr, "lr"}, {&losses, "losses"}};
-    std::vector<std::pair<const py::array*, const char*>> outs = {{&c.w, "W"}, {&losses, "losses"}};
+    NamedList all, outs;
+    all.add(c.x, "X");
+    all.add(c.y, "Y");
+    all.add(c.w, "W");
+    all.add(lr, "lr");
+    all.add(losses, "losses");
+    outs.add(c.w, "W");
+    outs.add(losses, "losses");
     if (c.has_bias) {
-        all.push_back({&c.b, "b"});
-        outs.push_back({&c.b, "b"});
+        all.add(c.b, "b");
+        outs.add(c.b, "b");
     }
-    if (has_order) all.push_back({&order, "order"});
+    if (has_order) all.add(order, "order");
+    if (sw.ptr()) all.add(sw, "sample_weight");
     if (use_momentum) {
-        all.push_back({&bw, "buf_W"});
-        outs.push_back({&bw, "buf_W"});
+        all.add(bw, "buf_W");
+        outs.add(bw, "buf_W");
         if (c.has_bias) {
-            all.push_back({&bb, "buf_b"});
-            outs.push_back({&bb, "buf_b"});
+            all.add(bb, "buf_b");
+            outs.add(bb, "buf_b");
         }
     }
     if (has_valid) {
-        all.push_back({&xv, "X_valid"});
-        all.push_back({&yv, "Y_valid"});
-        all.push_back({&vl, "valid_losses"});
-        outs.push_back({&vl, "valid_losses"});
+        all.add(xv, "X_valid");
+        all.add(yv, "Y_valid");
+        all.add(vl, "valid_losses");
+        outs.add(vl, "valid_losses");
     }
     no_overlap(outs, all);
 
@@ -395,6 +520,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("sample_weight").none(true) = py::none(),
           "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
           "1 target_loss reached, 2 diverged, 3 interrupted.");
+    m.def("all_finite", &all_finite_py, py::arg("a"),
+          "Whether every element of the float32/float64 array a is finite (no NaN, no infinity): one "
+          "pass, any layout, no allocation; the GIL is released for large arrays.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,
           "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
     m.def("supported_cpu_variants", &linsgd::cpu::supported_variants,

@@ -25,12 +25,6 @@
 // TrainArgs::lr, which is read on the host.
 namespace linsgd {
 namespace cuda {
-template <typename T>
-T loss(const Data<T>& data, const Model<T>& model);
-template <typename T>
-T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
-template <typename T>
-TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
 // CUDA failures are thrown as std::system_error in this category, the code a cudaError_t.
 const std::error_category& error_category();
 void check(cudaError_t err, const char* what);
@@ -358,14 +352,31 @@ Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool
     return c;
 }
 
+// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative.
+Array sample_weights(py::handle obj, const Checked& c) {
+    if (obj.is_none()) return Array();
+    Array w = float_array(obj, "sample_weight", 1, false);
+    same_scalar(w, "sample_weight", c.scalar);
+    expect_shape(w, "sample_weight", {c.rows});
+    const bool f32 = c.scalar == Scalar::f32;
+    const std::vector<float> wf = f32 ? host_values<float>(w) : std::vector<float>();
+    const std::vector<double> wd = f32 ? std::vector<double>() : host_values<double>(w);
+    for (int64_t i = 0; i < c.rows; ++i) {
+        const double v = f32 ? wf[static_cast<size_t>(i)] : wd[static_cast<size_t>(i)];
+        if (!(v >= 0.0) || !std::isfinite(v)) value_error("sample_weight must be finite and >= 0");
+    }
+    return w;
+}
+
 template <typename T>
 linsgd::Model<T> model_on(DeviceCall& call, const Checked& c, bool written) {
     return {call.device_ptr<T>(c.w, written), call.device_ptr<T>(c.b, written), c.outputs, c.features};
 }
 
 template <typename T>
-linsgd::Data<T> data_on(DeviceCall& call, const Array& x, const Array& y) {
-    return {call.device_ptr<T>(x, false), call.device_ptr<T>(y, false), x.shape[0]};
+linsgd::Data<T> data_on(DeviceCall& call, const Array& x, const Array& y, const Array& sample_weight) {
+    return {call.device_ptr<T>(x, false), call.device_ptr<T>(y, false), x.shape[0],
+            call.device_ptr<T>(sample_weight, false)};
 }
 
 // Reached from the host loop with the GIL released: take it back briefly to see whether a
@@ -376,33 +387,36 @@ bool python_signal_pending(void*) {
 }
 
 template <typename T>
-double run_loss(const Checked& c, int device) {
+double run_loss(const Checked& c, const Array& sw, int device) {
     DeviceCall call(device);
-    for (const Array* a : {&c.x, &c.y, &c.w, &c.b}) call.after_producer(*a);
-    const T value = linsgd::cuda::loss<T>(data_on<T>(call, c.x, c.y), model_on<T>(call, c, false));
+    for (const Array* a : {&c.x, &c.y, &c.w, &c.b, &sw}) call.after_producer(*a);
+    const T value = linsgd::cuda::loss<T>(data_on<T>(call, c.x, c.y, sw), model_on<T>(call, c, false));
     call.finish();
     return static_cast<double>(value);
 }
 
-double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b) {
+double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
-    const int device = common_device({&c.x, &c.y, &c.w, &c.b});
+    const Array sw = sample_weights(sample_weight, c);
+    const int device = common_device({&c.x, &c.y, &c.w, &c.b, &sw});
     py::gil_scoped_release nogil;
-    return c.scalar == Scalar::f32 ? run_loss<float>(c, device) : run_loss<double>(c, device);
+    return c.scalar == Scalar::f32 ? run_loss<float>(c, sw, device) : run_loss<double>(c, sw, device);
 }
 
 template <typename T>
-double run_gradient(const Checked& c, const Array& gw, const Array& gb, int device) {
+double run_gradient(const Checked& c, const Array& sw, const Array& gw, const Array& gb, int device) {
     DeviceCall call(device);
-    for (const Array* a : {&c.x, &c.y, &c.w, &c.b, &gw, &gb}) call.after_producer(*a);
-    const T value = linsgd::cuda::gradient<T>(data_on<T>(call, c.x, c.y), model_on<T>(call, c, false),
+    for (const Array* a : {&c.x, &c.y, &c.w, &c.b, &sw, &gw, &gb}) call.after_producer(*a);
+    const T value = linsgd::cuda::gradient<T>(data_on<T>(call, c.x, c.y, sw), model_on<T>(call, c, false),
                                               call.device_ptr<T>(gw, true), call.device_ptr<T>(gb, true));
     call.finish();
     return static_cast<double>(value);
 }
 
-double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb) {
+double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
+                   py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, false);
+    const Array sw = sample_weights(sample_weight, c);
     Array gw = float_array(gW, "gW", 2, true);
     same_scalar(gw, "gW", c.scalar);
     expect_shape(gw, "gW", {c.outputs, c.features});
@@ -415,6 +429,7 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     }
     std::vector<const Array*> all = {&c.x, &c.y, &c.w, &gw};
     std::vector<const Array*> outs = {&gw};
+    if (sw.given()) all.push_back(&sw);
     if (c.has_bias()) {
         all.push_back(&c.b);
         all.push_back(&gbias);
@@ -423,12 +438,12 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     no_overlap(outs, all);
     const int device = common_device(all);
     py::gil_scoped_release nogil;
-    return c.scalar == Scalar::f32 ? run_gradient<float>(c, gw, gbias, device)
-                                   : run_gradient<double>(c, gw, gbias, device);
+    return c.scalar == Scalar::f32 ? run_gradient<float>(c, sw, gw, gbias, device)
+                                   : run_gradient<double>(c, sw, gw, gbias, device);
 }
 
 struct TrainInputs {
-    Array order, lr, losses, buf_w, buf_b, x_valid, y_valid, valid_losses;
+    Array order, lr, losses, buf_w, buf_b, x_valid, y_valid, valid_losses, sample_weight;
     std::vector<double> lr_values;
     int64_t rows_per_epoch = 0;
     int64_t batch_size = 1;
@@ -441,10 +456,10 @@ template <typename T>
 linsgd::TrainOutcome run_train(const Checked& c, const TrainInputs& in, int device) {
     DeviceCall call(device);
     for (const Array* a : {&c.x, &c.y, &c.w, &c.b, &in.order, &in.losses, &in.buf_w, &in.buf_b, &in.x_valid,
-                           &in.y_valid, &in.valid_losses})
+                           &in.y_valid, &in.valid_losses, &in.sample_weight})
         call.after_producer(*a);
     linsgd::TrainArgs<T> a;
-    a.data = data_on<T>(call, c.x, c.y);
+    a.data = data_on<T>(call, c.x, c.y, in.sample_weight);
     a.model = model_on<T>(call, c, true);
     a.order = call.device_ptr<const int64_t>(in.order, false);
     a.rows_per_epoch = in.rows_per_epoch;
@@ -457,7 +472,7 @@ linsgd::TrainOutcome run_train(const Checked& c, const TrainInputs& in, int devi
     a.momentum_initialized = in.momentum_initialized;
     a.losses = call.device_ptr<double>(in.losses, true);
     if (in.valid_losses.given()) {
-        a.valid = data_on<T>(call, in.x_valid, in.y_valid);
+        a.valid = data_on<T>(call, in.x_valid, in.y_valid, Array());
         a.valid_losses = call.device_ptr<double>(in.valid_losses, true);
     }
     a.target_loss = in.target_loss;
@@ -471,9 +486,10 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                    py::handle lr_obj, double weight_decay, bool decay_bias, double l2, double momentum,
                    double dampening, bool nesterov, bool maximize, py::handle buf_W, py::handle buf_b,
                    bool momentum_initialized, py::handle losses_obj, py::handle X_valid, py::handle Y_valid,
-                   py::handle valid_losses_obj, double target_loss) {
+                   py::handle valid_losses_obj, double target_loss, py::handle sample_weight) {
     const Checked c = check_model(X, Y, W, b, true);
     TrainInputs in;
+    in.sample_weight = sample_weights(sample_weight, c);
     if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
     in.batch_size = batch_size;
     in.lr = double_array(lr_obj, "lr", 1, false);
@@ -555,6 +571,7 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
         outs.push_back(&c.b);
     }
     if (in.order.given()) all.push_back(&in.order);
+    if (in.sample_weight.given()) all.push_back(&in.sample_weight);
     if (use_momentum) {
         all.push_back(&in.buf_w);
         outs.push_back(&in.buf_w);
@@ -605,9 +622,10 @@ PYBIND11_MODULE(_cuda, m) {
     });
     m.def("device_available", &device_available, "Whether a CUDA device is visible (never raises).");
     m.def("loss", &loss_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
+          py::arg("sample_weight").none(true) = py::none(),
           "Mean squared error of the model (W, b) on (X, Y), rounded as torch's MSELoss rounds it.");
     m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
-          py::arg("gW"), py::arg("gb").none(true),
+          py::arg("gW"), py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
           "Write the MSE gradient of one batch into gW (U, N) and gb (U,); return the batch loss.");
     m.def("train", &train_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
           py::arg("order").none(true), py::arg("batch_size"), py::arg("lr"), py::arg("weight_decay"),
@@ -615,6 +633,7 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("maximize"), py::arg("buf_W").none(true), py::arg("buf_b").none(true),
           py::arg("momentum_initialized"), py::arg("losses"), py::arg("X_valid").none(true),
           py::arg("Y_valid").none(true), py::arg("valid_losses").none(true), py::arg("target_loss"),
+          py::arg("sample_weight").none(true) = py::none(),
           "Run len(lr) epochs of mini-batch SGD on the device, in place; return (steps_done, status) with "
           "status 0 completed, 1 target_loss reached, 2 diverged, 3 interrupted.");
 }

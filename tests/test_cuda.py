@@ -241,6 +241,27 @@ def test_train_equals_cpu_bitwise(dt, shape, hp_name):
 
 @gpu
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_sample_weights_equal_cpu_bitwise(dt, shape):
+    M, N, U, bs = shape
+    X, Y, W0, b0 = make_problem(M, N, U, dt, seed=M + 3)
+    sw = np.random.default_rng(M).uniform(0.0, 2.0, M).astype(dt)
+    sw[: min(bs, M - 1)] = 0.0  # the first batch weighs nothing (unless it is the only one)
+    for func in (kernels.gradient, kernels.loss):
+        outs = [func(X, Y, W0, b0, sample_weight=sw, backend=be) for be in ("cuda", "cpp")]
+        for a, c in zip(*outs) if func is kernels.gradient else [outs]:
+            assert np.array_equal(a, c)
+    kw = dict(batch_size=bs, epochs=2, lr=_lr(N, {}), momentum=0.5, eval_set=(X, Y))
+    runs = [_run(be, X, Y, W0, b0, sample_weight=sw, **kw) for be in ("cuda", "cpp")]
+    _assert_same_run(*runs)
+    ones = np.ones(M, dt)
+    _assert_same_run(
+        _run("cuda", X, Y, W0, b0, sample_weight=ones, **kw), _run("cuda", X, Y, W0, b0, **kw)
+    )
+
+
+@gpu
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_state_carries_momentum_between_calls_as_on_cpu(dt):
     X, Y, W0, b0 = make_problem(40, 6, 2, dt, seed=3)
     runs = {}

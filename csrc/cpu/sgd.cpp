@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/variants.hpp"
+#include "cpu/worker_pool.hpp"
 #include "linsgd/math.hpp"
 
 #ifndef LINSGD_CPU_VARIANT
@@ -44,13 +45,114 @@ double sum_weights(const T* weight, const int64_t* rows, int64_t batch) {
     return total;
 }
 
-// Sample weights make the loss a weighted mean, sum(w * e^2) / (U * sum(w)); the gradient
-// scale is 2 / (U * sum(w)) rounded to T, which is torch's 2 / numel when every weight is 1.
-// A batch whose weights are all zero contributes nothing.
+// The bias gradient and the batch loss from the stored errors, by torch's cascade sums.
 template <typename T>
-T mse_weighted_scale(double weight_sum, int64_t outputs) {
-    if (weight_sum == 0.0) return T(0);
-    return static_cast<T>(2.0 / (static_cast<double>(outputs) * weight_sum));
+T batch_finish(const Data<T>& data, const int64_t* rows, int64_t batch, int64_t u_count, double weight_sum,
+               T* grad_bias, const T* error, const T* scaled_error) {
+    const T* const weight = data.sample_weight;
+    if (grad_bias) {
+        for (int64_t u = 0; u < u_count; ++u)
+            grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
+    }
+    const T total = weight ? cascade_sum_contiguous<T>(
+                                 [&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
+                                 batch * u_count)
+                           : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    return weighted_mean<T>(total, weight_sum, u_count);
+}
+
+// The errors of batch rows [begin, end): what the fused pass computes, without X^T e.
+template <typename T>
+void batch_errors(const Data<T>& data, const int64_t* rows, bool gathered, int64_t begin, int64_t end,
+                  const Model<T>& model, T scale, T* error, T* scaled_error) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    const T* const weight = data.sample_weight;
+    constexpr int kBlock = 4;
+    int64_t i = begin;
+    for (; i + kBlock <= end; i += kBlock) {
+        if (gathered)
+            for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < end; ++k) prefetch_row(data.x + rows[k] * n, n);
+        const T* xs[kBlock];
+        for (int r = 0; r < kBlock; ++r) xs[r] = data.x + rows[i + r] * n;
+        for (int64_t u = 0; u < u_count; ++u) {
+            T p[kBlock];
+            dot_rows<T, kBlock>(xs, model.weight + u * n, n, p);
+            for (int r = 0; r < kBlock; ++r) {
+                const int64_t row = rows[i + r];
+                const T pred = model.bias ? p[r] + model.bias[u] : p[r];
+                const T e = pred - data.y[row * u_count + u];
+                error[(i + r) * u_count + u] = e;
+                scaled_error[(i + r) * u_count + u] = weight ? (e * scale) * weight[row] : e * scale;
+            }
+        }
+    }
+    for (; i < end; ++i) {
+        const int64_t row = rows[i];
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T e = predict_one<T>(data.x + row * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
+                        data.y[row * u_count + u];
+            error[i * u_count + u] = e;
+            scaled_error[i * u_count + u] = weight ? (e * scale) * weight[row] : e * scale;
+        }
+    }
+}
+
+// Columns [j_begin, j_end) of the weight gradient, each summed over the batch rows in order:
+// the same sequence of roundings as the fused pass, whichever thread owns the columns.
+template <typename T>
+void batch_weight_gradient(const Data<T>& data, const int64_t* rows, int64_t batch, const Model<T>& model,
+                           const T* scaled_error, T* grad_weight, int64_t j_begin, int64_t j_end) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    for (int64_t u = 0; u < u_count; ++u) {
+        T* gw = grad_weight + u * n;
+        for (int64_t j = j_begin; j < j_end; ++j) gw[j] = T(0);
+        int64_t i = 0;
+        for (; i + 4 <= batch; i += 4) {
+            const T* x0 = data.x + rows[i] * n;
+            const T* x1 = data.x + rows[i + 1] * n;
+            const T* x2 = data.x + rows[i + 2] * n;
+            const T* x3 = data.x + rows[i + 3] * n;
+            const T g0 = scaled_error[i * u_count + u], g1 = scaled_error[(i + 1) * u_count + u];
+            const T g2 = scaled_error[(i + 2) * u_count + u], g3 = scaled_error[(i + 3) * u_count + u];
+            for (int64_t j = j_begin; j < j_end; ++j)
+                gw[j] = (((gw[j] + g0 * x0[j]) + g1 * x1[j]) + g2 * x2[j]) + g3 * x3[j];
+        }
+        for (; i < batch; ++i) {
+            const T* x = data.x + rows[i] * n;
+            const T g = scaled_error[i * u_count + u];
+            for (int64_t j = j_begin; j < j_end; ++j) gw[j] = gw[j] + g * x[j];
+        }
+    }
+}
+
+// The batch gradient on several threads: rows split for the errors, then feature columns split
+// for X^T e. Each value is computed in the single-threaded order, so the bits do not depend on
+// the thread count.
+template <typename T>
+T batch_gradient_threaded(WorkerPool& pool, const Data<T>& data, const int64_t* rows, bool gathered, int64_t batch,
+                          const Model<T>& model, T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
+    const T* const weight = data.sample_weight;
+    const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
+    const T scale = weighted_gradient_scale<T>(weight_sum, model.outputs);
+    auto errors = [&](int t, int count) {
+        int64_t begin, end;
+        thread_share(batch, t, count, begin, end);
+        batch_errors<T>(data, rows, gathered, begin, end, model, scale, error, scaled_error);
+    };
+    pool.run(errors);
+    // Columns go out in whole cache lines so that no two threads write the same line.
+    const int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t lines = (model.features + per_line - 1) / per_line;
+    auto columns = [&](int t, int count) {
+        int64_t begin, end;
+        thread_share(lines, t, count, begin, end);
+        const int64_t j_end = end * per_line < model.features ? end * per_line : model.features;
+        batch_weight_gradient<T>(data, rows, batch, model, scaled_error, grad_weight, begin * per_line, j_end);
+    };
+    pool.run(columns);
+    return batch_finish<T>(data, rows, batch, model.outputs, weight_sum, grad_bias, error, scaled_error);
 }
 
 // Forward, error and X^T e for one batch in a single pass over its rows, so each row is read
@@ -64,7 +166,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
     const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
-    const T scale = mse_weighted_scale<T>(weight_sum, u_count);
+    const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
     std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
     const T* const bias = model.bias;
     // Four rows at a time: each weight-gradient element stays in a register while the four
@@ -107,16 +209,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_
             for (int64_t j = 0; j < n; ++j) gw[j] = gw[j] + g * x[j];
         }
     }
-    if (grad_bias) {
-        for (int64_t u = 0; u < u_count; ++u)
-            grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
-    }
-    if (weight_sum == 0.0) return T(0);
-    const T total = weight ? cascade_sum_contiguous<T>(
-                                 [&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
-                                 batch * u_count)
-                           : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
-    return total / static_cast<T>(static_cast<double>(u_count) * weight_sum);
+    return batch_finish<T>(data, rows, batch, u_count, weight_sum, grad_bias, error, scaled_error);
 }
 
 // Applies one update to every parameter; returns false when one became NaN or infinite.
@@ -145,14 +238,13 @@ bool apply_update(const Model<T>& model, const T* grad_weight, const T* grad_bia
 // The full-set MSE, with the squared errors written to `squares` (rows * outputs) first so
 // that the forward pass and torch's cascade sum each run as a tight loop.
 template <typename T>
-T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
+void squared_errors(const Data<T>& data, const Model<T>& model, int64_t begin, int64_t end, T* squares) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
-    if (data.rows == 0 || u_count == 0) return T(NAN);
     const T* const weight = data.sample_weight;
     constexpr int kRows = 8;
-    int64_t r = 0;
-    for (; r + kRows <= data.rows; r += kRows) {
+    int64_t r = begin;
+    for (; r + kRows <= end; r += kRows) {
         const T* xs[kRows];
         for (int k = 0; k < kRows; ++k) xs[k] = data.x + (r + k) * n;
         for (int64_t u = 0; u < u_count; ++u) {
@@ -165,7 +257,7 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
             }
         }
     }
-    for (; r < data.rows; ++r) {
+    for (; r < end; ++r) {
         const T* x = data.x + r * n;
         for (int64_t u = 0; u < u_count; ++u) {
             const T e =
@@ -173,6 +265,19 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
             squares[r * u_count + u] = weight ? (e * e) * weight[r] : e * e;
         }
     }
+}
+
+template <typename T>
+T loss_into(WorkerPool& pool, const Data<T>& data, const Model<T>& model, T* squares) {
+    const int64_t u_count = model.outputs;
+    if (data.rows == 0 || u_count == 0) return T(NAN);
+    const T* const weight = data.sample_weight;
+    auto rows = [&](int t, int count) {
+        int64_t begin, end;
+        thread_share(data.rows, t, count, begin, end);
+        squared_errors<T>(data, model, begin, end, squares);
+    };
+    pool.run(rows);
     const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squares[k]; }, data.rows * u_count);
     double weight_sum = static_cast<double>(data.rows);
     if (weight) {
@@ -188,7 +293,8 @@ T loss_into(const Data<T>& data, const Model<T>& model, T* squares) {
 template <typename T>
 T loss(const Data<T>& data, const Model<T>& model) {
     std::vector<T> squares(static_cast<size_t>(data.rows * model.outputs));
-    return loss_into<T>(data, model, squares.data());
+    WorkerPool single(1);
+    return loss_into<T>(single, data, model, squares.data());
 }
 
 template <typename T>
@@ -218,6 +324,10 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
         identity.resize(static_cast<size_t>(rows_per_epoch));
         for (int64_t i = 0; i < rows_per_epoch; ++i) identity[static_cast<size_t>(i)] = i;
     }
+    const bool gathered = a.order != nullptr;
+    // Threads pay off only when a step has enough work to hide two hand-offs.
+    const int threads = a.threads > 1 && batch_max * model.features * model.outputs >= (int64_t(1) << 14) ? a.threads : 1;
+    WorkerPool pool(threads);
     const bool use_momentum = a.hyper.momentum != 0.0;
     bool momentum_ready = a.momentum_initialized;
     // Ask whether to stop about every few million multiply-adds: often enough for a prompt
@@ -241,9 +351,14 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             }
             const int64_t start = step * a.batch_size;
             const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
-            const T batch_loss = batch_gradient<T>(a.data, epoch_rows + start, a.order != nullptr, batch, model, grad_weight.data(),
-                                                   model.bias ? grad_bias.data() : nullptr, error.data(),
-                                                   scaled_error.data());
+            const int64_t* batch_rows = epoch_rows + start;
+            T* gb = model.bias ? grad_bias.data() : nullptr;
+            const T batch_loss =
+                pool.size() > 1
+                    ? batch_gradient_threaded<T>(pool, a.data, batch_rows, gathered, batch, model, grad_weight.data(), gb,
+                                                 error.data(), scaled_error.data())
+                    : batch_gradient<T>(a.data, batch_rows, gathered, batch, model, grad_weight.data(), gb, error.data(),
+                                        scaled_error.data());
             a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);
             if (!std::isfinite(batch_loss)) {
                 out.status = TrainStatus::diverged;
@@ -264,7 +379,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             }
         }
         if (a.valid_losses)
-            a.valid_losses[e] = static_cast<double>(loss_into<T>(a.valid, model, valid_squares.data()));
+            a.valid_losses[e] = static_cast<double>(loss_into<T>(pool, a.valid, model, valid_squares.data()));
     }
     return out;
 }

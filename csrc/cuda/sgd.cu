@@ -13,10 +13,11 @@
 // thread each over the stored errors. Products are never contracted into FMAs (built with
 // --fmad=false); the update's FMAs are explicit in math.hpp. The price of those bits is that
 // nothing is parallel over the batch: a step costs O(batch) sequential work per thread, which
-// is small for mini-batches and dominates for full batches of many rows.
+// is small for mini-batches and dominates for full batches of many rows. Sample weights enter
+// as on the CPU: the batch's weight sum in double, in row order, by one thread.
 //
 // Training: five launches per step (forward; loss and bias gradient; weight gradient; update;
-// finish), no host synchronisation or allocation inside the loop. The single-thread finish
+// finish; one more first for a weighted batch's weight sum), no host synchronisation or allocation inside the loop. The single-thread finish
 // kernel alone decides whether training ends (a non-finite loss or parameter, target_loss
 // reached) and raises a stop flag in device memory that makes every later kernel return at
 // once; it also sets a word in mapped host memory so that the host stops queueing launches.
@@ -123,10 +124,22 @@ void launch_check(int64_t threads) {
 
 unsigned blocks_for(int64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
 
-// e = P - Y for every (row, output) of the batch, and e scaled by 2 / (B * U).
+// With sample weights, the batch's weight sum and gradient scale, for the kernels after it.
+template <typename T>
+__global__ void batch_weight_kernel(const T* weight, const int64_t* rows, int64_t start, int64_t batch,
+                                    int64_t outputs, double* weight_sum, T* scale, const DeviceState* state) {
+    if (state->stop || thread_index() != 0) return;
+    double total = 0.0;
+    for (int64_t i = 0; i < batch; ++i) total += static_cast<double>(weight[rows ? rows[start + i] : start + i]);
+    *weight_sum = total;
+    *scale = weighted_gradient_scale<T>(total, outputs);
+}
+
+// e = P - Y for every (row, output) of the batch, and e scaled by 2 / (B * U) (by the
+// weighted scale, times the row's weight, with sample weights).
 template <typename T>
 __global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, Model<T> model,
-                               T scale, T* error, T* scaled_error, const DeviceState* state) {
+                               T scale, const T* weighted, T* error, T* scaled_error, const DeviceState* state) {
     if (state->stop) return;
     const int64_t u_count = model.outputs;
     const int64_t t = thread_index();
@@ -138,21 +151,33 @@ __global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start,
     const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
                 data.y[r * u_count + u];
     error[t] = e;
-    scaled_error[t] = e * scale;
+    scaled_error[t] = data.sample_weight ? (e * *weighted) * data.sample_weight[r] : e * scale;
 }
 
 // The batch loss (thread 0) and the bias gradient (threads 1..U): one thread per sum, each
 // the long sequential cascade, so kept apart from the weight gradient, whose many short-lived
 // threads need few registers.
 template <typename T>
-__global__ void reduce_kernel(int64_t batch, int64_t outputs, const T* error, const T* scaled_error, T* grad_bias,
+__global__ void reduce_kernel(const T* weight, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
+                              const double* weight_sum, const T* error, const T* scaled_error, T* grad_bias,
                               T* step_loss, double* loss_out, const DeviceState* state) {
     if (state->stop) return;
     const int64_t t = thread_index();
     if (t == 0) {
         const int64_t cells = batch * outputs;
-        const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, cells);
-        const T value = total / static_cast<T>(cells);
+        T value;
+        if (weight) {
+            const T total = cascade_sum_contiguous<T>(
+                [&](int64_t k) {
+                    const int64_t i = k / outputs;
+                    return (error[k] * error[k]) * weight[rows ? rows[start + i] : start + i];
+                },
+                cells);
+            value = weighted_mean<T>(total, *weight_sum, outputs);
+        } else {
+            const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, cells);
+            value = weighted_mean<T>(total, static_cast<double>(batch), outputs);
+        }
         *step_loss = value;
         if (loss_out) *loss_out = static_cast<double>(value);
     } else if (grad_bias && t <= outputs) {
@@ -237,14 +262,20 @@ __global__ void squared_error_kernel(Data<T> data, Model<T> model, T* squared, c
     const int64_t n = model.features;
     const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
                 data.y[t];
-    squared[t] = e * e;
+    squared[t] = data.sample_weight ? (e * e) * data.sample_weight[r] : e * e;
 }
 
 template <typename T>
-__global__ void mean_kernel(const T* squared, int64_t count, T* out, double* out_double, const DeviceState* state) {
+__global__ void mean_kernel(const T* squared, const T* weight, int64_t rows, int64_t outputs, T* out,
+                            double* out_double, const DeviceState* state) {
     if ((state && state->stop) || thread_index() != 0) return;
-    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squared[k]; }, count);
-    const T value = total / static_cast<T>(count);
+    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squared[k]; }, rows * outputs);
+    double weight_sum = static_cast<double>(rows);
+    if (weight) {
+        weight_sum = 0.0;
+        for (int64_t i = 0; i < rows; ++i) weight_sum += static_cast<double>(weight[i]);
+    }
+    const T value = weighted_mean<T>(total, weight_sum, outputs);
     if (out) *out = value;
     if (out_double) *out_double = static_cast<double>(value);
 }
@@ -258,24 +289,39 @@ void enqueue_loss(const Data<T>& data, const Model<T>& model, T* squared, T* out
     const int64_t cells = data.rows * model.outputs;
     launch_check(cells);
     squared_error_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, model, squared, state);
-    mean_kernel<T><<<1, 1, 0, kStream>>>(squared, cells, out, out_double, state);
+    mean_kernel<T><<<1, 1, 0, kStream>>>(squared, data.sample_weight, data.rows, model.outputs, out, out_double,
+                                         state);
     check_launch();
 }
 
+// Scratch space of one step: the errors, and the weight sum and scale of a weighted batch.
+template <typename T>
+struct StepBuffers {
+    T* error;
+    T* scaled_error;
+    T* step_loss;
+    double* weight_sum;
+    T* weighted_scale;
+};
+
 template <typename T>
 void enqueue_gradient(const Data<T>& data, const int64_t* rows, int64_t start, int64_t batch, const Model<T>& model,
-                      T* error, T* scaled_error, T* grad_weight, T* grad_bias, T* step_loss, double* loss_out,
+                      const StepBuffers<T>& b, T* grad_weight, T* grad_bias, double* loss_out,
                       const DeviceState* state) {
     const int64_t cells = batch * model.outputs;
-    const T scale = mse_gradient_scale<T>(batch, model.outputs);
-    forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale, error,
-                                                                  scaled_error, state);
+    if (data.sample_weight)
+        batch_weight_kernel<T><<<1, 1, 0, kStream>>>(data.sample_weight, rows, start, batch, model.outputs,
+                                                     b.weight_sum, b.weighted_scale, state);
+    const T scale = weighted_gradient_scale<T>(static_cast<double>(batch), model.outputs);
+    forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale,
+                                                                  b.weighted_scale, b.error, b.scaled_error, state);
     reduce_kernel<T><<<blocks_for(1 + model.outputs), kThreads, 0, kStream>>>(
-        batch, model.outputs, error, scaled_error, grad_bias, step_loss, loss_out, state);
+        data.sample_weight, rows, start, batch, model.outputs, b.weight_sum, b.error, b.scaled_error, grad_bias,
+        b.step_loss, loss_out, state);
     const int64_t weights = model.outputs * model.features;
     if (weights > 0)
         weight_gradient_kernel<T><<<blocks_for(weights), kThreads, 0, kStream>>>(
-            data, rows, start, batch, model.outputs, model.features, scaled_error, grad_weight, state);
+            data, rows, start, batch, model.outputs, model.features, b.scaled_error, grad_weight, state);
 }
 
 template <typename T>
@@ -301,14 +347,16 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     if (cells == 0) return T(NAN);
     launch_check(cells);
     launch_check(model.outputs * model.features);
-    DeviceArray<T> error(cells), scaled_error(cells), step_loss(1);
+    DeviceArray<T> error(cells), scaled_error(cells), scalars(2);
+    DeviceArray<double> weight_sum(1);
     DeviceArray<DeviceState> state(1);
     check(cudaMemsetAsync(state.get(), 0, sizeof(DeviceState), kStream), "cudaMemsetAsync");
-    enqueue_gradient<T>(data, nullptr, 0, data.rows, model, error.get(), scaled_error.get(), grad_weight,
-                        model.bias ? grad_bias : nullptr, step_loss.get(), nullptr, state.get());
+    const StepBuffers<T> buffers{error.get(), scaled_error.get(), scalars.get(), weight_sum.get(), scalars.get() + 1};
+    enqueue_gradient<T>(data, nullptr, 0, data.rows, model, buffers, grad_weight, model.bias ? grad_bias : nullptr,
+                        nullptr, state.get());
     check_launch();
     T out;
-    copy_to_host(&out, step_loss.get(), "computing the gradient on the device");
+    copy_to_host(&out, buffers.step_loss, "computing the gradient on the device");
     return out;
 }
 
@@ -327,7 +375,8 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     if (a.valid_losses) launch_check(a.valid.rows * model.outputs);
 
     DeviceArray<T> error(batch_max * model.outputs), scaled_error(batch_max * model.outputs);
-    DeviceArray<T> grad_weight(model.outputs * model.features), grad_bias(model.outputs), step_loss(1);
+    DeviceArray<T> grad_weight(model.outputs * model.features), grad_bias(model.outputs), scalars(2);
+    DeviceArray<double> weight_sum(1);
     DeviceArray<T> valid_squared(a.valid_losses ? a.valid.rows * model.outputs : 0);
     DeviceArray<DeviceState> state(1);
     MappedFlag device_stopped;
@@ -339,6 +388,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     T* const buf_weight = use_momentum ? a.buf_weight : nullptr;
     T* const buf_bias = use_momentum && model.bias ? a.buf_bias : nullptr;
     T* const bias_grad = model.bias ? grad_bias.get() : nullptr;
+    const StepBuffers<T> buffers{error.get(), scaled_error.get(), scalars.get(), weight_sum.get(), scalars.get() + 1};
     // Ask about Ctrl-C as often as the CPU loop does; launches block once the device's queue is
     // full, so the host never runs more than that queue ahead of the device.
     const int64_t work_per_step = batch_max * (model.features + 1) * (model.outputs + 1);
@@ -363,13 +413,12 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             }
             const int64_t start = step * a.batch_size;
             const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
-            enqueue_gradient<T>(a.data, epoch_rows, start, batch, model, error.get(), scaled_error.get(),
-                                grad_weight.get(), bias_grad, step_loss.get(), a.losses + e * steps_per_epoch + step,
-                                state.get());
+            enqueue_gradient<T>(a.data, epoch_rows, start, batch, model, buffers, grad_weight.get(), bias_grad,
+                                a.losses + e * steps_per_epoch + step, state.get());
             if (params > 0)
                 update_kernel<T><<<blocks_for(params), kThreads, 0, kStream>>>(
-                    model, grad_weight.get(), bias_grad, buf_weight, buf_bias, s, step_loss.get(), state.get());
-            finish_step_kernel<T><<<1, 1, 0, kStream>>>(step_loss.get(), a.target_loss, state.get(),
+                    model, grad_weight.get(), bias_grad, buf_weight, buf_bias, s, buffers.step_loss, state.get());
+            finish_step_kernel<T><<<1, 1, 0, kStream>>>(buffers.step_loss, a.target_loss, state.get(),
                                                         device_stopped.device());
             check_launch();
         }

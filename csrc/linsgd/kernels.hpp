@@ -67,6 +67,8 @@ struct TrainArgs {
     Data<T> valid{nullptr, nullptr, 0};
     double* valid_losses = nullptr;  // (epochs,) or nullptr
     double target_loss = NAN;
+    // Host threads for large batches; results are the same for every count.
+    int threads = 1;
 };
 
 namespace cpu {
@@ -88,5 +90,19 @@ std::vector<std::string> supported_variants();
 bool set_variant(const char* name);
 
 }  // namespace cpu
+
+// The same entry points on a CUDA device (cuda/sgd.cu; pointers are device pointers).
+namespace cuda {
+
+template <typename T>
+T loss(const Data<T>& data, const Model<T>& model);
+
+template <typename T>
+T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
+
+template <typename T>
+TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
+
+}  // namespace cuda
 
 }  // namespace linsgd

@@ -251,6 +251,22 @@ LINSGD_HD inline T sgd_update(T p, T g, T* buf, const SgdScalars<T>& s, bool use
     return fused_multiply_add(d, s.neg_lr, p);
 }
 
+// Sample weights make the loss a weighted mean, sum(w * e^2) / (U * sum(w)), with the weights
+// summed in double (exact for integer weights, so unit weights give the batch size and every
+// result equals the unweighted one bit for bit). The gradient scale 2 / (U * sum(w)) is rounded
+// to T, which is torch's 2 / numel when every weight is 1. All-zero weights contribute nothing.
+template <typename T>
+LINSGD_HD inline T weighted_gradient_scale(double weight_sum, int64_t outputs) {
+    if (weight_sum == 0.0) return T(0);
+    return static_cast<T>(2.0 / (static_cast<double>(outputs) * weight_sum));
+}
+
+template <typename T>
+LINSGD_HD inline T weighted_mean(T total, double weight_sum, int64_t outputs) {
+    if (weight_sum == 0.0) return T(0);
+    return total / static_cast<T>(static_cast<double>(outputs) * weight_sum);
+}
+
 // torch's reduction='mean' gradient scale 2 / numel, formed in double and rounded to T.
 template <typename T>
 LINSGD_HD inline T mse_gradient_scale(int64_t rows, int64_t outputs) {
