@@ -84,6 +84,17 @@ def test_demo_without_torch(tmp_path):
     assert "torch is not installed, so the comparison with torch is skipped" in proc.stdout
     assert "linsgd fit:" in proc.stdout
     _check_columns(proc.stdout, 3, 3)
+    if HAS_TORCH:
+        # without torch the initial parameters are drawn as torch.manual_seed(seed) +
+        # nn.Linear draws them: linsgd's columns are the same as in the run with torch
+        proc_t = _run(["-m", "linsgd", "demo", "--n-valid", "200", "--epochs", "3"], tmp_path)
+        assert proc_t.returncode == 0, proc_t.stderr
+
+        def linsgd_columns(out, idx):
+            rows = [ln.split() for ln in out.splitlines() if re.match(r"^\s*\d+\s+[-\d.]", ln)]
+            return [[r[0]] + [r[i] for i in idx] for r in rows]
+
+        assert linsgd_columns(proc.stdout, (1, 2)) == linsgd_columns(proc_t.stdout, (1, 3))
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)")

@@ -3,7 +3,7 @@
 With ``shuffle=True`` and an integer ``random_state`` the estimator visits the rows in exactly
 the order that
 
-    DataLoader(TensorDataset(X, Y), batch_size, shuffle=True,
+    DataLoader(TensorDataset(X, Y), batch_size, shuffle=True, drop_last=drop_last,
                generator=torch.Generator().manual_seed(random_state))
 
 yields, epoch after epoch (see ``reference/torch-sgd-semantics.md`` §4 and Appendix A3):
@@ -13,25 +13,46 @@ yields, epoch after epoch (see ``reference/torch-sgd-semantics.md`` §4 and Appe
 * each epoch first draws the iterator's ``_base_seed`` (one ``random64()``: two raw outputs);
 * then ``RandomSampler`` draws ``randperm(M)``: ``r = [0..M-1]``, and for ``i`` in ``0..M-2``
   ``z = random() % (M - i)``, swap ``r[i]`` and ``r[i + z]``;
-* an epoch iterated to the end draws one more, discarded, ``randperm(M)`` (``M - 1`` raw outputs).
+* an epoch whose sampler is iterated to its end draws one more, discarded, ``randperm(M)``
+  (``M - 1`` raw outputs); ``drop_last`` does not change the permutations, it only leaves out
+  the last ``M % batch_size`` rows of each.
 
-The raw draws are taken in one vectorised call per permutation; the sequential swap loop of the
-Fisher-Yates shuffle runs in Python for small data sets and in numba (when importable) from
-200,000 rows on (about 10 ms per million rows once compiled, against about 0.8 s in Python).
+The raw draws of many epochs are taken in one vectorised call and reduced with one vectorised
+``%``; only the sequential swap loop of the Fisher-Yates shuffle is a loop, compiled with numba
+(cached on disk) from 4,096 rows on (about 10 ms per million rows once compiled), and a plain
+Python loop below that or when numba is missing.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAX_SHUFFLE_ROWS", "TorchDataLoaderOrder", "dataloader_orders"]
+__all__ = ["MAX_SHUFFLE_ROWS", "TorchDataLoaderOrder", "dataloader_orders", "torch_mt19937"]
 
 #: torch's ``randperm`` on CPU uses the algorithm reproduced here only below this size.
 MAX_SHUFFLE_ROWS = (2**32) // 20
 
-
-_NUMBA_MIN_ROWS = 200_000  # below this the pure-Python loop beats numba's compile time
+_NUMBA_MIN_ROWS = 4096  # below this the pure-Python loop is as fast as calling numba
+_RAW_CHUNK = 1 << 22  # raw draws taken per vectorised call (32 MiB of uint64)
 _numba_swaps = None  # compiled lazily: False when numba is not usable
+
+
+def torch_mt19937(seed: int) -> np.random.MT19937:
+    """Return numpy's MT19937 in the state of ``torch.Generator().manual_seed(seed)``.
+
+    Parameters
+    ----------
+    seed : int
+        The seed; only its low 32 bits matter, as in torch.
+
+    Returns
+    -------
+    numpy.random.MT19937
+        A bit generator whose ``random_raw()`` outputs are torch's ``random()`` outputs.
+    """
+    bitgen = np.random.MT19937(0)
+    bitgen._legacy_seeding(int(seed) & 0xFFFFFFFF)
+    return bitgen
 
 
 def _get_numba_swaps():
@@ -40,14 +61,17 @@ def _get_numba_swaps():
         try:
             import numba
 
-            @numba.njit(nogil=True)
-            def swaps(js, r):  # pragma: no cover - compiled
-                for i in range(js.shape[0]):
-                    j = js[i]
-                    t = r[i]
-                    r[i] = r[j]
-                    r[j] = t
-                return r
+            @numba.njit(nogil=True, cache=True)
+            def swaps(js, out):  # pragma: no cover - compiled
+                # js: (E, n-1) swap partners; out: (E, n) filled with 0..n-1 per row
+                for e in range(js.shape[0]):
+                    r = out[e]
+                    for i in range(js.shape[1]):
+                        j = js[e, i]
+                        t = r[i]
+                        r[i] = r[j]
+                        r[j] = t
+                return out
 
             _numba_swaps = swaps
         except Exception:  # numba missing or broken: the Python loop does the work
@@ -56,16 +80,24 @@ def _get_numba_swaps():
 
 
 def _fisher_yates(z: np.ndarray, n: int) -> np.ndarray:
-    """Apply torch's ``randperm_cpu`` swaps ``swap(r[i], r[i + z[i]])`` to ``0..n-1``."""
+    """Apply torch's ``randperm_cpu`` swaps ``swap(r[i], r[i + z[e, i]])`` to ``0..n-1``.
+
+    ``z`` is ``(E, n - 1)``; returns the ``(E, n)`` int64 permutations.
+    """
+    E = z.shape[0]
     js = np.arange(n - 1, dtype=np.int64) + z.astype(np.int64)
+    out = np.empty((E, n), dtype=np.int64)
+    out[:] = np.arange(n, dtype=np.int64)
     if n >= _NUMBA_MIN_ROWS:
         swaps = _get_numba_swaps()
         if swaps:
-            return swaps(js, np.arange(n, dtype=np.int64))
-    r = list(range(n))
-    for i, j in enumerate(js.tolist()):
-        r[i], r[j] = r[j], r[i]
-    return np.asarray(r, dtype=np.int64)
+            return swaps(js, out)
+    for e in range(E):
+        r = out[e].tolist()
+        for i, j in enumerate(js[e].tolist()):
+            r[i], r[j] = r[j], r[i]
+        out[e] = r
+    return out
 
 
 class TorchDataLoaderOrder:
@@ -86,14 +118,20 @@ class TorchDataLoaderOrder:
     """
 
     def __init__(self, seed: int) -> None:
-        seed = int(seed)
-        self._bitgen = np.random.MT19937(0)
-        self._bitgen._legacy_seeding(seed & 0xFFFFFFFF)
+        self._bitgen = torch_mt19937(seed)
 
     def _raw(self, count: int) -> np.ndarray:
         if count <= 0:
             return np.empty(0, dtype=np.uint64)
         return np.asarray(self._bitgen.random_raw(count), dtype=np.uint64)
+
+    @staticmethod
+    def _check_rows(n: int) -> None:
+        if n > MAX_SHUFFLE_ROWS:
+            raise ValueError(
+                f"shuffle=True supports at most {MAX_SHUFFLE_ROWS} rows (torch's randperm changes "
+                f"algorithm above that), got {n}"
+            )
 
     def randperm(self, n: int) -> np.ndarray:
         """Draw ``torch.randperm(n, generator=g)`` (CPU algorithm, ``n < 2**32 / 20``).
@@ -108,14 +146,10 @@ class TorchDataLoaderOrder:
         numpy.ndarray
             int64 array, a permutation of ``0..n-1``.
         """
-        if n > MAX_SHUFFLE_ROWS:
-            raise ValueError(
-                f"shuffle=True supports at most {MAX_SHUFFLE_ROWS} rows (torch's randperm changes "
-                f"algorithm above that), got {n}"
-            )
+        self._check_rows(n)
         raw = self._raw(n - 1)
         z = raw % np.arange(n, 1, -1, dtype=np.uint64) if n > 1 else raw
-        return _fisher_yates(z, n)
+        return _fisher_yates(z.reshape(1, -1), n)[0]
 
     def next_epoch(self, n: int, *, complete: bool = True) -> np.ndarray:
         """Return the next epoch's row order and advance the generator past that epoch.
@@ -125,24 +159,26 @@ class TorchDataLoaderOrder:
         n : int
             Number of rows in the data set.
         complete : bool, default=True
-            Whether the epoch is iterated to its end (torch then draws a trailing, discarded
-            ``randperm(n)``); ``False`` models breaking out of the epoch early.
+            Whether the sampler is iterated to its end (torch then draws a trailing, discarded
+            ``randperm(n)``); ``False`` models breaking out of the epoch before that.
 
         Returns
         -------
         numpy.ndarray
             int64 array of shape ``(n,)``: the rows in the order the DataLoader visits them.
         """
+        self._check_rows(n)
         self._raw(2)  # _BaseDataLoaderIter._base_seed: one random64()
         perm = self.randperm(n)
         if complete:
-            if n > MAX_SHUFFLE_ROWS:  # pragma: no cover - randperm above already refused it
-                raise ValueError("too many rows for shuffle=True")
             self._raw(n - 1)  # RandomSampler's trailing randperm(n)[:0]
         return perm
 
     def orders(self, n: int, epochs: int) -> np.ndarray:
         """Return the row orders of the next ``epochs`` complete epochs.
+
+        The raw draws of many epochs are taken at once, so the cost per epoch is one
+        vectorised draw plus the compiled swap loop.
 
         Parameters
         ----------
@@ -156,9 +192,16 @@ class TorchDataLoaderOrder:
         numpy.ndarray
             int64 array of shape ``(epochs, n)``.
         """
+        self._check_rows(n)
         out = np.empty((epochs, n), dtype=np.int64)
-        for e in range(epochs):
-            out[e] = self.next_epoch(n)
+        per = 2 + 2 * max(n - 1, 0)  # base seed, randperm, trailing randperm
+        step = max(1, _RAW_CHUNK // per)
+        mods = np.arange(n, 1, -1, dtype=np.uint64)
+        for e0 in range(0, epochs, step):
+            E = min(step, epochs - e0)
+            raw = self._raw(E * per).reshape(E, per)
+            z = raw[:, 2 : 2 + max(n - 1, 0)] % mods
+            out[e0 : e0 + E] = _fisher_yates(z, n)
         return out
 
     def get_state(self) -> dict:

@@ -6,11 +6,22 @@ linsgd never imports torch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["import_torch", "is_torch_tensor", "linear_to_arrays", "make_linear", "sgd_settings"]
+from ._shuffle import torch_mt19937
+
+__all__ = [
+    "import_torch",
+    "is_torch_tensor",
+    "linear_to_arrays",
+    "make_linear",
+    "make_sgd",
+    "sgd_settings",
+    "torch_linear_init",
+]
 
 _SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
@@ -194,3 +205,168 @@ def make_linear(W: np.ndarray, b: np.ndarray | None) -> Any:
         if b is not None:
             layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(b, dtype=W.dtype).copy()))
     return layer
+
+
+def make_sgd(layer: Any, params: dict, state: dict) -> Any:
+    """Build a ``torch.optim.SGD`` for ``layer`` holding linsgd's settings and momentum buffers.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear
+        The layer the optimizer updates (as built by :func:`make_linear`).
+    params : dict
+        ``lr`` (a float: the learning rate of the next epoch), ``momentum``, ``dampening``,
+        ``nesterov``, ``maximize``, ``weight_decay``, ``decay_bias`` and ``l2``.
+    state : dict
+        linsgd's optimizer state; its ``momentum_buffer_W`` / ``momentum_buffer_b`` become
+        the optimizer's ``momentum_buffer`` of the weight / bias.
+
+    Returns
+    -------
+    torch.optim.SGD
+        One parameter group when the weight and the bias get the same decay; otherwise two,
+        the weight's with ``weight_decay + 2 * l2`` (Keras's ``L2(l2)`` as coupled decay) and
+        the bias's with ``weight_decay`` or 0, which is how torch expresses linsgd's
+        ``l2`` and ``decay_bias=False``.
+    """
+    torch = import_torch("to_torch(optimizer=True)")
+    wd_w = float(params["weight_decay"]) + 2.0 * float(params["l2"])
+    wd_b = float(params["weight_decay"]) if params["decay_bias"] else 0.0
+    common = {
+        "lr": float(params["lr"]),
+        "momentum": float(params["momentum"]),
+        "dampening": float(params["dampening"]),
+        "nesterov": bool(params["nesterov"]),
+        "maximize": bool(params["maximize"]),
+    }
+    if layer.bias is None or wd_w == wd_b:
+        opt = torch.optim.SGD(layer.parameters(), weight_decay=wd_w, **common)
+    else:
+        groups = [
+            {"params": [layer.weight], "weight_decay": wd_w},
+            {"params": [layer.bias], "weight_decay": wd_b},
+        ]
+        opt = torch.optim.SGD(groups, **common)
+    buf_w = state.get("momentum_buffer_W")
+    if buf_w is not None and common["momentum"] != 0.0:
+        opt.state[layer.weight]["momentum_buffer"] = torch.from_numpy(np.array(buf_w, copy=True))
+        buf_b = state.get("momentum_buffer_b")
+        if layer.bias is not None and buf_b is not None:
+            opt.state[layer.bias]["momentum_buffer"] = torch.from_numpy(np.array(buf_b, copy=True))
+    return opt
+
+
+# ----------------------------------------------------------------------------- nn.Linear's init
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = a * b
+
+    def split(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = v * 134217729.0  # 2**27 + 1 (Veltkamp)
+        hi = c - (c - v)
+        return hi, v - hi
+
+    ah, al = split(a)
+    bh, bl = split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _add_round_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    s, e = _two_sum(a, b)
+    inexact_even = (e != 0) & ((s.view(np.int64) & 1) == 0)
+    return np.where(inexact_even, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
+
+
+def _fma(x: np.ndarray, y: float, z: float) -> np.ndarray:
+    """Correctly rounded ``x * y + z`` (one rounding), elementwise, in ``x``'s dtype.
+
+    float32: the product is exact in float64, the sum is rounded to odd in float64 and then
+    rounded once to float32 (exact: 53 >= 2 * 24 + 2). float64: Boldo & Melquiond's
+    emulation (error-free product and sum, the low parts added with rounding to odd).
+    """
+    if x.dtype == np.float32:
+        prod = x.astype(np.float64) * np.float64(y)
+        return _add_round_to_odd(prod, np.full_like(prod, np.float64(z))).astype(np.float32)
+    yy = np.full_like(x, y)
+    zz = np.full_like(x, z)
+    uh, ul = _two_prod(x, yy)
+    th, tl = _two_sum(zz, uh)
+    return th + _add_round_to_odd(tl, ul)
+
+
+def _uniform_(bitgen: np.random.MT19937, count: int, low: float, high: float, dt: np.dtype):
+    """``tensor.uniform_(low, high)`` on CPU for ``count`` elements, in element order.
+
+    ATen's ``uniform_real_distribution<T>``: float64 takes one ``random64()`` (two raw
+    32-bit outputs, the first one high) and keeps 53 bits, float32 takes one ``random()`` and
+    keeps 24 bits; ``x = bits * 2**-digits``, then ``x * (to - from) + from`` in ``T``, which
+    torch's AVX2 / AVX-512 kernels compute as one fused multiply-add.
+    """
+    frm = dt.type(low)
+    to = dt.type(high)
+    if dt == np.float64:
+        raw = np.asarray(bitgen.random_raw(2 * count), dtype=np.uint64).reshape(count, 2)
+        bits = ((raw[:, 0] << np.uint64(32)) | raw[:, 1]) & np.uint64((1 << 53) - 1)
+        x = bits.astype(np.float64) * (2.0**-53)
+    else:
+        raw = np.asarray(bitgen.random_raw(count), dtype=np.uint64)
+        x = (raw & np.uint64((1 << 24) - 1)).astype(np.float32) * np.float32(2.0**-24)
+    return _fma(x, float(dt.type(to - frm)), float(frm))
+
+
+def torch_linear_init(
+    n_features: int, n_outputs: int, seed: int, dtype: Any = np.float64, *, bias: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``nn.Linear``'s default initial parameters after ``torch.manual_seed(seed)``, without torch.
+
+    ``nn.Linear.reset_parameters`` draws the weight from ``kaiming_uniform_(a=sqrt(5))``,
+    which is ``U(-1/sqrt(N), 1/sqrt(N))`` with the bound computed as torch computes it
+    (``sqrt(3) * sqrt(2 / (1 + a**2)) / sqrt(N)`` in Python floats), and then the bias from
+    ``U(-1/sqrt(N), 1/sqrt(N))``, both from torch's default CPU generator (``mt19937``
+    seeded with ``seed``), element by element in memory order.
+
+    Parameters
+    ----------
+    n_features : int
+        ``in_features`` (N).
+    n_outputs : int
+        ``out_features`` (U).
+    seed : int
+        The ``torch.manual_seed`` seed (its low 32 bits).
+    dtype : float32 or float64
+        The parameter dtype (``nn.Linear(..., dtype=...)``).
+    bias : bool, default=True
+        Whether to draw a bias.
+
+    Returns
+    -------
+    W : ndarray of shape (n_outputs, n_features)
+    b : ndarray of shape (n_outputs,) or None
+
+    Notes
+    -----
+    The values are bit for bit those of torch's CPU generator on machines where torch runs
+    its AVX2 or AVX-512 kernels (every x86-64 CPU of the last decade), which fuse
+    ``x * (to - from) + from`` into one FMA; under ``ATEN_CPU_CAPABILITY=default`` torch
+    rounds twice and the last bit can differ.
+    """
+    dt = np.dtype(dtype)
+    bitgen = torch_mt19937(seed)
+    a = math.sqrt(5)
+    gain = math.sqrt(2.0 / (1 + a**2))
+    bound_w = math.sqrt(3.0) * (gain / math.sqrt(n_features))
+    W = _uniform_(bitgen, n_outputs * n_features, -bound_w, bound_w, dt).reshape(
+        n_outputs, n_features
+    )
+    if not bias:
+        return np.ascontiguousarray(W), None
+    bound_b = 1 / math.sqrt(n_features) if n_features > 0 else 0.0
+    b = _uniform_(bitgen, n_outputs, -bound_b, bound_b, dt)
+    return np.ascontiguousarray(W), np.ascontiguousarray(b)

@@ -191,11 +191,10 @@ def run_demo(args: argparse.Namespace, out: Any = None) -> int:
         layer = torch.nn.Linear(N, 1, dtype=tdtype)  # torch's default init, seeded by --seed
         W0 = layer.weight.detach().numpy().copy()
         b0 = layer.bias.detach().numpy().copy()
-    else:  # the same distribution as nn.Linear's default init: U(-1/sqrt(N), 1/sqrt(N))
-        rng = np.random.default_rng(args.seed)
-        bound = 1.0 / np.sqrt(N)
-        W0 = rng.uniform(-bound, bound, (1, N)).astype(dtype)
-        b0 = rng.uniform(-bound, bound, 1).astype(dtype)
+    else:  # the same values, drawn without torch: torch.manual_seed(seed); nn.Linear(N, 1)
+        from ._torch_interop import torch_linear_init
+
+        W0, b0 = torch_linear_init(N, 1, args.seed, dtype)
 
     say(
         f"linsgd demo: make_regression M={args.n_train + args.n_valid} (train {args.n_train}, "

@@ -1,8 +1,10 @@
 """``LinearRegressor``: a scikit-learn estimator that trains a linear model by mini-batch SGD.
 
-The whole training run is one call into the compiled kernel (:func:`linsgd.kernels.train`);
-this module validates the inputs, builds the row orders, keeps the optimizer state between
-calls and turns the kernel's per-step losses into a per-epoch history.
+The training run is one call into the compiled kernel (:func:`linsgd.kernels.train`), or one
+per epoch when something has to happen between epochs (early stopping, printing, a progress
+bar); this module validates the inputs, builds the row orders and the per-epoch learning
+rates, keeps the optimizer state between calls and turns the kernel's per-step losses into a
+per-epoch history.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,13 +23,26 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import kernels
 from ._backends import get_backend
+from ._closed_form import closed_form
 from ._shuffle import TorchDataLoaderOrder
-from ._torch_interop import is_torch_tensor
+from ._torch_interop import is_torch_tensor, torch_linear_init
 from .exceptions import DivergenceError
+from .schedules import LRSchedule
 
-__all__ = ["LinearRegressor"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "LinearRegressor", "auto_lr"]
 
 _SOLVERS = ("sgd", "closed_form")
+_INITS = ("zeros", "torch")
+_PROGRESS_PIECES = 20  # progress-bar updates per epoch (verbose=2)
+_MAX_ORDER_ENTRIES = 1 << 24  # row indices built per kernel call when shuffling
+
+#: scikit-learn estimator checks that mini-batch SGD cannot pass, with the reason; the test
+#: suite passes it to ``check_estimator(..., expected_failed_checks=...)``. Empty: with the
+#: default ``lr="auto"`` (a step size that cannot diverge) every check passes.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+# ----------------------------------------------------------------------------- validation helpers
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -185,45 +202,83 @@ def _copy_state(state: dict) -> dict:
     }
 
 
-def _closed_form(
+def _check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """Validate ``sample_weight``: finite, >= 0, shape ``(n_samples,)``, not all zero."""
+    if sample_weight is None:
+        return None
+    sw = _as_array(sample_weight, "sample_weight")
+    if sw.ndim == 0:
+        sw = np.full(n_samples, float(sw))
+    if sw.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per row of X, got {sw.shape}"
+        )
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    _check_finite(sw, "sample_weight")
+    if (sw < 0).any():
+        raise ValueError("sample_weight must be >= 0, got negative weights")
+    if not (sw > 0).any():
+        raise ValueError("sample_weight must contain at least one non-zero weight: all are zero")
+    return sw
+
+
+def auto_lr(
     X: np.ndarray,
-    Y: np.ndarray,
+    n_outputs: int,
     *,
-    fit_intercept: bool,
-    weight_decay: float,
-    decay_bias: bool,
-    l2: float,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Minimiser of the SGD objective, by least squares on ``[X, 1]`` (float64 throughout).
+    fit_intercept: bool = True,
+    weight_decay: float = 0.0,
+    l2: float = 0.0,
+    sample_weight: np.ndarray | None = None,
+) -> float:
+    """The step size ``lr="auto"`` uses: one that no mini-batch can make diverge.
 
-    Objective (``M`` samples, ``U`` outputs)::
+    Every batch's MSE has the Hessian ``(2 / (U * sum(w))) * sum_i w_i x~_i x~_i^T`` per output
+    (``x~ = [x, 1]`` with a bias), whose largest eigenvalue is at most
+    ``L = 2 * max_i ||x~_i||^2 / U`` over the rows with a non-zero weight; the penalties add
+    ``weight_decay + 2 * l2``. ``lr = 1 / L_total`` keeps every step's contraction factor in
+    ``[0, 1)``, whatever the batch (scikit-learn's SAG picks its step size the same way).
 
-        (1/(M*U)) * ||Y - X W^T - 1 b^T||^2 + (weight_decay/2 + l2) * ||W||^2
-                                            + (weight_decay/2 if decay_bias else 0) * ||b||^2
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    n_outputs : int
+        ``U``.
+    fit_intercept : bool, default=True
+        Whether the model has a bias (adds 1 to every squared row norm).
+    weight_decay, l2 : float, default=0
+        The penalties.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Rows with weight 0 are left out of the maximum.
 
-    whose gradient is exactly the one SGD follows. Solved per output as the stacked
-    least-squares problem ``[A; sqrt(M*U*lam) I] theta = [y; 0]`` with ``A = [X, 1]``, which
-    gives the minimum-norm solution when the penalty is zero and ``A`` is rank deficient.
+    Returns
+    -------
+    float
+        The learning rate.
     """
-    x = X.astype(np.float64)
-    y = Y.astype(np.float64)
-    M, N = x.shape
-    U = y.shape[1]
-    lam_w = weight_decay / 2.0 + l2
-    lam_b = weight_decay / 2.0 if decay_bias else 0.0
-    A = np.hstack([x, np.ones((M, 1))]) if fit_intercept else x
-    lam = np.full(A.shape[1], lam_w)
-    if fit_intercept:
-        lam[-1] = lam_b
-    scale = np.sqrt(M * U * lam)
-    keep = scale > 0
-    if keep.any():
-        A = np.vstack([A, np.diag(scale)[keep]])
-        y = np.vstack([y, np.zeros((int(keep.sum()), U))])
-    theta, *_ = np.linalg.lstsq(A, y, rcond=None)
-    W = np.ascontiguousarray(theta[:N].T)
-    b = np.ascontiguousarray(theta[N]) if fit_intercept else None
-    return W, b
+    x = np.asarray(X, dtype=np.float64)
+    if sample_weight is not None:
+        x = x[np.asarray(sample_weight) > 0]
+    sq = np.einsum("ij,ij->i", x, x) if x.shape[1] else np.zeros(x.shape[0])
+    max_sq = float(sq.max()) + (1.0 if fit_intercept else 0.0)
+    lipschitz = 2.0 * max_sq / n_outputs + weight_decay + 2.0 * l2
+    return 1.0 / lipschitz if lipschitz > 0 else 1.0
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar over ``total`` steps, or None (with a note on stderr) without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(
+            "linsgd: verbose=2 needs tqdm (pip install tqdm), which is not installed; "
+            "printing one line per epoch instead (verbose=1)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    return tqdm(total=total, unit="step", desc="linsgd", file=sys.stderr, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------- the estimator
@@ -239,10 +294,17 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    lr : float, default=0.01
-        Learning rate.
+    lr : float, "auto", schedule or callable, default="auto"
+        Learning rate. A float is used for every epoch (set it to compare with a torch run).
+        ``"auto"`` computes, from the training data, a step size that no batch can make
+        diverge: ``1 / (2 * max_i ||[x_i, 1]||^2 / U + weight_decay + 2 * l2)`` (see
+        :func:`auto_lr`); it is computed at the first ``fit``/``partial_fit`` and kept by
+        later ``partial_fit`` calls. A :mod:`linsgd.schedules` object (``StepLR``,
+        ``ExponentialLR``, ``CosineAnnealingLR``, ``LambdaLR``) gives torch's scheduler
+        values epoch by epoch, bit for bit; a callable ``epoch -> lr`` gives the learning
+        rate of each (0-based) epoch directly.
     batch_size : int, default=32
-        Rows per step; the last batch of an epoch may be smaller (``drop_last=False``).
+        Rows per step; the last batch of an epoch may be smaller unless ``drop_last``.
     epochs : int, default=16
         Epochs (passes over the data) that :meth:`fit` runs, at most.
     momentum : float, default=0.0
@@ -262,28 +324,45 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
     fit_intercept : bool, default=True
         Whether the model has a bias (torch's ``bias=True``).
     shuffle : bool, default=False
-        Shuffle the rows every epoch, in the order a torch ``DataLoader(shuffle=True,
-        generator=torch.Generator().manual_seed(random_state))`` uses.
+        Shuffle the rows every epoch, in the order of a torch ``DataLoader(shuffle=True,
+        generator=torch.Generator().manual_seed(random_state))``.
     random_state : int, numpy Generator, RandomState or None, default=None
-        Seed of the shuffle; None draws a fresh seed at each :meth:`fit`.
+        Seed of the shuffle and of ``init="torch"``. An int ``s`` reproduces a torch script
+        that calls ``torch.manual_seed(s)`` before building ``nn.Linear`` and gives its
+        DataLoader ``generator=torch.Generator().manual_seed(s)``. None draws a fresh seed at
+        each :meth:`fit`; a Generator/RandomState draws one from that generator.
     solver : {"sgd", "closed_form"}, default="sgd"
         ``"closed_form"`` solves for the optimum of the same penalised objective directly
-        (least squares on ``[X, 1]``) instead of running SGD.
+        (see :func:`linsgd.closed_form`) instead of running SGD.
     tol : float or None, default=None
         Early stopping: stop when the monitored loss (the validation loss with ``eval_set``,
         else the epoch's mean training loss) has not improved by at least ``tol`` for
-        ``n_iter_no_change`` consecutive epochs. None disables it.
+        ``n_iter_no_change`` consecutive epochs. With ``eval_set`` the parameters (and the
+        momentum buffers) of the epoch with the lowest validation loss are kept, see
+        ``best_epoch_``. None disables it.
     n_iter_no_change : int, default=5
         See ``tol``.
     target_loss : float or None, default=None
-        Stop right after the first step whose batch loss is below this value.
+        Stop right after the first step whose batch loss is below this value (that step is
+        applied, as in the loop ``loss.backward(); opt.step(); if loss < target: break``).
+    drop_last : bool, default=False
+        Leave out the last ``n_samples % batch_size`` rows of every epoch, as
+        ``DataLoader(drop_last=True)`` does.
+    init : {"zeros", "torch"}, default="zeros"
+        Initial parameters of :meth:`fit` when ``coef_init``/``intercept_init`` are not given:
+        zeros, or ``nn.Linear``'s default initialisation (``U(-1/sqrt(N), 1/sqrt(N))`` for the
+        weight and the bias) drawn as torch's CPU generator draws it after
+        ``torch.manual_seed(random_state)``, bit for bit (see
+        :func:`linsgd._torch_interop.torch_linear_init`).
     dtype : {None, "float32", "float64"}, default=None
         Parameter and arithmetic dtype. None keeps float32 data in float32 and uses float64
         for anything else; float32 input is never silently up-cast.
     backend : {None, "cpp", "numba", "cuda"}, default=None
         Kernel backend; None uses the default (``LINSGD_BACKEND`` overrides it).
     verbose : int, default=0
-        With 1 or more, print ``epoch: k - MSE: train - MSE_v: valid`` per epoch.
+        1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as the seed
+        notebooks do. 2: a tqdm progress bar over the steps with the running loss (falls back
+        to 1, with a note, when tqdm is not installed).
 
     Attributes
     ----------
@@ -292,12 +371,19 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
     intercept_ : scalar or ndarray of shape (n_outputs,)
         The bias (0 when ``fit_intercept=False``), in the model dtype.
     n_iter_ : int
-        Epochs run (an epoch cut short by ``target_loss`` counts).
+        Epochs run (an epoch cut short by ``target_loss`` counts; 0 for the closed form).
     t_ : int
-        SGD steps (parameter updates) run.
+        SGD steps (parameter updates) run. With ``target_loss`` the stopping step is step
+        number ``t_`` (1-based), i.e. the loop index ``t_ - 1`` that a torch loop
+        ``for i in ...: ...; if loss < target: print(i); break`` prints.
     history_ : dict
-        ``"train_loss"``: the mean batch loss of each epoch; ``"valid_loss"`` (with
-        ``eval_set``): the validation MSE after each epoch.
+        ``"train_loss"``: the mean batch loss of each epoch (as the seed notebooks print it);
+        ``"valid_loss"`` (with ``eval_set``): the validation MSE after each epoch.
+    lr_history_ : list of float
+        The learning rate of each epoch run.
+    best_epoch_ : int or None
+        With ``tol``: the (0-based) epoch with the lowest monitored loss; with ``eval_set``
+        too, the parameters are that epoch's. None without ``tol``.
     n_features_in_ : int
         Number of features seen in :meth:`fit`.
     feature_names_in_ : ndarray of str
@@ -306,7 +392,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        lr: float = 0.01,
+        lr: float | str | LRSchedule | Callable[[int], float] = "auto",
         batch_size: int = 32,
         epochs: int = 16,
         momentum: float = 0.0,
@@ -323,6 +409,8 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         tol: float | None = None,
         n_iter_no_change: int = 5,
         target_loss: float | None = None,
+        drop_last: bool = False,
+        init: str = "zeros",
         dtype: Any = None,
         backend: str | None = None,
         verbose: int = 0,
@@ -344,6 +432,8 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.target_loss = target_loss
+        self.drop_last = drop_last
+        self.init = init
         self.dtype = dtype
         self.backend = backend
         self.verbose = verbose
@@ -356,9 +446,26 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.single_output = True
         return tags
 
+    @staticmethod
+    def _check_lr(lr: Any) -> Any:
+        if isinstance(lr, str):
+            if lr != "auto":
+                raise ValueError(
+                    f"lr must be a number >= 0, 'auto', a schedule or a callable, got {lr!r}"
+                )
+            return lr
+        if isinstance(lr, LRSchedule) or (callable(lr) and not isinstance(lr, numbers.Real)):
+            return lr
+        if _is_bool(lr) or not isinstance(lr, numbers.Real):
+            raise TypeError(
+                "lr must be a number >= 0, 'auto', a linsgd.schedules schedule or a callable "
+                f"epoch -> lr, got {type(lr).__name__} {lr!r}"
+            )
+        return _check_real(lr, "lr", minimum=0.0)
+
     def _validated_params(self) -> dict:
         p = {
-            "lr": _check_real(self.lr, "lr", minimum=0.0),
+            "lr": self._check_lr(self.lr),
             "batch_size": _check_int(self.batch_size, "batch_size", minimum=1),
             "epochs": _check_int(self.epochs, "epochs", minimum=1),
             "momentum": _check_real(self.momentum, "momentum", minimum=0.0),
@@ -373,6 +480,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             "tol": _check_real(self.tol, "tol", minimum=0.0, allow_none=True),
             "n_iter_no_change": _check_int(self.n_iter_no_change, "n_iter_no_change", minimum=1),
             "target_loss": _check_real(self.target_loss, "target_loss", allow_none=True),
+            "drop_last": _check_bool(self.drop_last, "drop_last"),
             "dtype": _check_dtype_param(self.dtype),
             "verbose": _check_int(self.verbose, "verbose", minimum=0),
         }
@@ -384,6 +492,9 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         if not isinstance(self.solver, str) or self.solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
         p["solver"] = self.solver
+        if not isinstance(self.init, str) or self.init not in _INITS:
+            raise ValueError(f"init must be one of {list(_INITS)}, got {self.init!r}")
+        p["init"] = self.init
         get_backend(self.backend)  # ValueError naming the backend and what is missing
         p["backend"] = self.backend
         return p
@@ -400,7 +511,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             raise TypeError(
                 f"random_state must be None, an int, a numpy Generator or RandomState, got {rs!r}"
             )
-        return int(rs)
+        return int(rs)  # only its low 32 bits matter, as in torch's manual_seed
 
     def _eval_set(self, eval_set: Any, n_features: int, n_outputs: int, dt: np.dtype):
         if eval_set is None:
@@ -418,6 +529,18 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
                 f"eval_set[1] (y_valid) has {Yv.shape[1]} outputs, but y has {n_outputs}"
             )
         return Xv, np.ascontiguousarray(Yv)
+
+    def _rows_per_epoch(self, p: dict, n_samples: int) -> int:
+        bs = p["batch_size"]
+        if not p["drop_last"]:
+            return n_samples
+        rows = n_samples - n_samples % bs
+        if rows == 0:
+            raise ValueError(
+                f"drop_last=True with batch_size={bs} > n_samples={n_samples} leaves no batch: "
+                "lower batch_size or set drop_last=False"
+            )
+        return rows
 
     # ------------------------------------------------------------------ parameters in kernel layout
 
@@ -446,7 +569,10 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             self.intercept_ = np.zeros(W.shape[0], dtype=dt) if b is None else b.copy()
         self._has_intercept = b is not None
 
-    def _initial_params(self, coef_init, intercept_init, N, U, single, dt, fit_intercept):
+    def _initial_params(self, coef_init, intercept_init, N, U, dt, fit_intercept, seed):
+        if coef_init is None and intercept_init is None and seed is not None:
+            # init="torch": nn.Linear's default initialisation after torch.manual_seed(seed)
+            return torch_linear_init(N, U, seed, dt, bias=fit_intercept)
         if coef_init is None:
             W = np.zeros((U, N), dtype=dt)
         else:
@@ -471,7 +597,83 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             _check_finite(b, "intercept_init")
         return W, b
 
+    # ------------------------------------------------------------------ learning rates
+
+    def _learning_rates(self, p: dict, first: int, count: int) -> list[float]:
+        """The learning rates of epochs ``first .. first + count - 1`` (Python floats)."""
+        lr = p["lr"]
+        if isinstance(lr, float):
+            return [lr] * count
+        if isinstance(lr, str):  # "auto", resolved from the data before training
+            return [float(p["auto_lr"])] * count
+        if isinstance(lr, LRSchedule):
+            values = lr.lrs(first + count)[first:]
+        else:
+            values = [lr(e) for e in range(first, first + count)]
+        out = []
+        for e, v in zip(range(first, first + count), values):
+            if (
+                _is_bool(v)
+                or not isinstance(v, numbers.Real)
+                or not math.isfinite(float(v))
+                or v < 0
+            ):
+                raise ValueError(f"lr for epoch {e} must be a finite number >= 0, got {v!r}")
+            out.append(float(v))
+        return out
+
     # ------------------------------------------------------------------ training
+
+    def _block(self, p, X, Y, W, b, state, orders, lrs, ev, target, sw, bar, epoch0):
+        """Run ``len(lrs)`` epochs; return ``(losses (E, S), valid (E,) or None, steps, status)``.
+
+        Without a progress bar this is one kernel call. With one, every epoch is cut into
+        pieces of whole batches that run as successive kernel calls (the same steps, in the
+        same order, with the same optimizer state: the same bits), and the bar advances
+        after each piece.
+        """
+        bs = p["batch_size"]
+        common = dict(
+            batch_size=bs, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
+            l2=p["l2"], momentum=p["momentum"], dampening=p["dampening"],
+            nesterov=p["nesterov"], maximize=p["maximize"], state=state,
+            target_loss=target, sample_weight=sw, check_finite=False, backend=p["backend"],
+        )  # fmt: skip
+        E = len(lrs)
+        if bar is None:
+            res = kernels.train(X, Y, W, b, epochs=E, lr=lrs, orders=orders, eval_set=ev, **common)
+            return res.losses, res.valid_losses, res.steps, res.status
+        M = X.shape[0]
+        R = M if orders is None else orders.shape[1]
+        S = -(-R // bs)
+        losses = np.full((E, S), np.nan)
+        valid = None if ev is None else np.full(E, np.nan)
+        cuts = sorted({round(k * S / _PROGRESS_PIECES) for k in range(_PROGRESS_PIECES + 1)})
+        steps = 0
+        for e in range(E):
+            rows = np.arange(R, dtype=np.int64) if orders is None else orders[e]
+            for s0, s1 in zip(cuts[:-1], cuts[1:]):
+                last = s1 == S
+                piece = np.ascontiguousarray(rows[s0 * bs : min(s1 * bs, R)])[None, :]
+                res = kernels.train(
+                    X, Y, W, b, epochs=1, lr=[lrs[e]], orders=piece,
+                    eval_set=ev if last else None, **common,
+                )  # fmt: skip
+                losses[e, s0:s1] = res.losses[0, : s1 - s0]
+                steps += res.steps
+                done = losses[e, :s1][~np.isnan(losses[e, :s1])]
+                bar.update(res.steps)
+                post = {
+                    "epoch": epoch0 + e,
+                    "loss": f"{float(done.mean()) if done.size else math.nan:.6g}",
+                }
+                if last and valid is not None and res.valid_losses is not None:
+                    valid[e] = res.valid_losses[0]
+                    post["val_loss"] = f"{valid[e]:.6g}"
+                bar.set_postfix(post, refresh=False)
+                if res.status != "completed":
+                    return losses, valid, steps, res.status
+        return losses, valid, steps, "completed"
 
     def _run(
         self,
@@ -483,6 +685,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         state: dict,
         order_gen: TorchDataLoaderOrder | None,
         ev: tuple[np.ndarray, np.ndarray] | None,
+        sw: np.ndarray | None,
         n_epochs: int,
         first_epoch: int,
         early_stopping: bool,
@@ -490,103 +693,154 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
     ) -> dict:
         """Train ``W``/``b``/``state``/``order_gen`` in place; return what happened.
 
-        One kernel call for all epochs, or one per epoch when early stopping (``tol``) is on.
-        Raises DivergenceError / KeyboardInterrupt without touching the estimator.
+        One kernel call for all epochs, or one per epoch when early stopping or ``verbose``
+        needs to act between epochs. Raises DivergenceError / KeyboardInterrupt (the caller's
+        copies are then discarded, so the estimator is untouched).
         """
         M = X.shape[0]
-        chunk = 1 if early_stopping else n_epochs
+        bs = p["batch_size"]
+        R = self._rows_per_epoch(p, M)
+        S = -(-R // bs)
+        all_lrs = self._learning_rates(p, first_epoch, n_epochs)
+        verbose = p["verbose"]
+        bar = _progress_bar(n_epochs * S) if verbose >= 2 else None
+        if verbose >= 2 and bar is None:
+            verbose = 1
+        chunk = 1 if (early_stopping or verbose) else n_epochs
+        if order_gen is not None or R < M:  # explicit row orders: at most ~128 MiB of them
+            chunk = max(1, min(chunk, _MAX_ORDER_ENTRIES // R))
         train_hist: list[float] = []
         valid_hist: list[float] = []
+        lr_hist: list[float] = []
         steps_total = 0
         best = math.inf
+        best_epoch = None
+        snapshot = None
         no_improvement = 0
         stop = False
         done = 0
-        while done < n_epochs and not stop:
-            E = min(chunk, n_epochs - done)
-            orders = None
-            if order_gen is not None:
-                saved = order_gen.get_state()
-                orders = order_gen.orders(M, E)
-            res = kernels.train(
-                X, Y, W, b,
-                batch_size=p["batch_size"], epochs=E, lr=p["lr"], orders=orders,
-                weight_decay=p["weight_decay"], decay_bias=p["decay_bias"], l2=p["l2"],
-                momentum=p["momentum"], dampening=p["dampening"], nesterov=p["nesterov"],
-                maximize=p["maximize"], state=state, eval_set=ev, target_loss=target_loss,
-                check_finite=False, backend=p["backend"],
-            )  # fmt: skip
-            S = res.losses.shape[1]
-            if res.status == "diverged":
-                # a non-finite loss stops before its step is applied (W, b stay finite); a
-                # non-finite parameter is found right after the step that produced it
-                k = res.steps
-                if not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
-                    k = max(k - 1, 0)
-                e, s = divmod(k, S)
-                e += first_epoch + done
-                raise DivergenceError(
-                    f"training diverged at epoch {e}, step {s} (0-based; step {steps_total + k} "
-                    f"of this call): the loss or the parameters became NaN or infinite. "
-                    f"Lower lr (now {p['lr']}). The model was left unchanged.",
-                    epoch=e,
-                    step=s,
+        try:
+            while done < n_epochs and not stop:
+                E = min(chunk, n_epochs - done)
+                lrs = all_lrs[done : done + E]
+                orders = None
+                if order_gen is not None:
+                    saved = order_gen.get_state()
+                    orders = order_gen.orders(M, E)
+                    if R < M:
+                        orders = np.ascontiguousarray(orders[:, :R])
+                elif R < M:
+                    orders = np.ascontiguousarray(np.broadcast_to(np.arange(R), (E, R)))
+                losses, valid, steps, status = self._block(
+                    p, X, Y, W, b, state, orders, lrs, ev, target_loss, sw, bar, first_epoch + done
                 )
-            if res.status == "interrupted":
-                raise KeyboardInterrupt("linsgd training interrupted; the model was left unchanged")
-            ran = res.epochs
-            partial = res.status == "target_loss" and res.steps > ran * S
-            if partial:
-                ran += 1
-            if order_gen is not None and res.status != "completed":
-                # replay the generator as torch would: complete epochs, then a broken-off one
-                order_gen.set_state(saved)
-                order_gen.orders(M, res.epochs)
-                if partial:
-                    order_gen.next_epoch(M, complete=False)
-            for e in range(ran):
-                train_hist.append(_train_mean(res.losses[e]))
-                if ev is not None:
-                    v = float(res.valid_losses[e])
-                    if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
-                        v = kernels.loss(ev[0], ev[1], W, b, backend=p["backend"])
-                    valid_hist.append(v)
-            steps_total += res.steps
-            done += ran
-            if res.status != "completed":
-                stop = True
-            elif early_stopping:
-                crit = valid_hist[-1] if ev is not None else train_hist[-1]
-                if crit > best - p["tol"]:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
-                best = min(best, crit)
-                if no_improvement >= p["n_iter_no_change"]:
+                if status == "diverged":
+                    # a non-finite loss stops before its step is applied (W, b stay finite); a
+                    # non-finite parameter is found right after the step that produced it
+                    k = steps
+                    if not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
+                        k = max(k - 1, 0)
+                    e, s = divmod(k, S)
+                    e += first_epoch + done
+                    raise DivergenceError(
+                        f"training diverged at epoch {e}, step {s} (0-based; step "
+                        f"{steps_total + k} of this call): the loss or the parameters became NaN "
+                        f"or infinite. Lower lr (epoch {e} used {all_lrs[e - first_epoch]}). "
+                        "The model was left unchanged.",
+                        epoch=e,
+                        step=s,
+                    )
+                if status == "interrupted":
+                    raise KeyboardInterrupt(
+                        "linsgd training interrupted; the model was left unchanged"
+                    )
+                if status == "completed":
+                    ran = E
+                else:  # target_loss: stopped right after step number `steps` of this block
+                    e_stop, s_stop = divmod(steps - 1, S)
+                    ran = e_stop + 1
+                    if order_gen is not None:
+                        # replay the generator as torch's loop that breaks out of its epoch:
+                        # complete epochs, then one whose sampler was exhausted only if the
+                        # break came after the last, partial batch had been fetched
+                        order_gen.set_state(saved)
+                        order_gen.orders(M, e_stop)
+                        exhausted = s_stop == S - 1 and not p["drop_last"] and M % bs != 0
+                        order_gen.next_epoch(M, complete=exhausted)
+                for e in range(ran):
+                    train_hist.append(_train_mean(losses[e]))
+                    lr_hist.append(lrs[e])
+                    if ev is not None:
+                        v = float(valid[e])
+                        if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
+                            v = kernels.loss(ev[0], ev[1], W, b, backend=p["backend"])
+                        valid_hist.append(v)
+                    if verbose == 1:
+                        k = len(train_hist) - 1
+                        line = f"epoch: {first_epoch + k} - MSE: {round(train_hist[k], 4)}"
+                        if ev is not None:
+                            line += f" - MSE_v: {round(valid_hist[k], 4)}"
+                        print(line, flush=True)
+                steps_total += steps
+                done += ran
+                if status != "completed":
                     stop = True
-        if p["verbose"]:
-            for i, tl in enumerate(train_hist):
-                line = f"epoch: {first_epoch + i} - MSE: {round(tl, 4)}"
-                if ev is not None:
-                    line += f" - MSE_v: {round(valid_hist[i], 4)}"
-                print(line, flush=True)
+                if early_stopping:
+                    crit = valid_hist[-1] if ev is not None else train_hist[-1]
+                    if status == "completed":
+                        if crit > best - p["tol"]:
+                            no_improvement += 1
+                        else:
+                            no_improvement = 0
+                    if crit < best:
+                        best = crit
+                        best_epoch = first_epoch + done - 1
+                        if ev is not None:
+                            snapshot = (
+                                W.copy(),
+                                None if b is None else b.copy(),
+                                _copy_state(state),
+                            )
+                    if no_improvement >= p["n_iter_no_change"]:
+                        stop = True
+        finally:
+            if bar is not None:
+                bar.close()
+        if snapshot is not None and best_epoch != first_epoch + done - 1:
+            W[...] = snapshot[0]
+            if b is not None:
+                b[...] = snapshot[1]
+            state.clear()
+            state.update(snapshot[2])
         return {
             "train_loss": train_hist,
             "valid_loss": valid_hist if ev is not None else None,
+            "lrs": lr_hist,
             "steps": steps_total,
             "epochs": done,
+            "best_epoch": best_epoch,
         }
+
+    def _prepare(self, p, X, y, sample_weight, dt):
+        """Validated ``X``, ``Y`` (2-D), whether ``y`` was 1-D, and ``sample_weight``."""
+        X_arr = _check_X(X, "X", dt if dt is not None else p["dtype"])
+        dt = X_arr.dtype
+        y_arr = _check_y(y, "y", dt, X_arr.shape[0], "X")
+        Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
+        sw = _check_sample_weight(sample_weight, X_arr.shape[0])
+        return X_arr, Y, y_arr.ndim == 1, sw
 
     def fit(
         self,
         X: Any,
         y: Any,
+        sample_weight: Any = None,
         *,
         eval_set: tuple[Any, Any] | None = None,
         coef_init: Any = None,
         intercept_init: Any = None,
     ) -> LinearRegressor:
-        """Train the model from scratch (zeros, or the given initial parameters).
+        """Train the model from scratch (from ``init``, or the given initial parameters).
 
         Parameters
         ----------
@@ -594,13 +848,20 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             Training data (numpy, DataFrame, CPU torch tensor, ...).
         y : array_like of shape (n_samples,) or (n_samples, n_outputs)
             Targets. 1-D gives a single-output model with 1-D ``coef_``.
+        sample_weight : array_like of shape (n_samples,), optional
+            Non-negative row weights. Each batch's loss becomes the weighted mean
+            ``sum(w_i * e_i**2) / (U * sum(w_i))`` over its rows (and outputs), so unit
+            weights give exactly the unweighted (torch) bits, scaling all weights changes
+            nothing, and in full-batch training an integer weight ``k`` equals repeating the
+            row ``k`` times. A batch whose weights are all zero contributes no gradient (the
+            decay and momentum terms still act).
         eval_set : tuple (X_valid, y_valid), optional
             Validation data whose MSE is recorded after every epoch (``history_["valid_loss"]``)
             and monitored by ``tol``.
         coef_init : array_like of shape (n_features,) or (n_outputs, n_features), optional
-            Initial weights; zeros when None.
+            Initial weights; from ``init`` when None.
         intercept_init : scalar or array_like of shape (n_outputs,), optional
-            Initial bias; zeros when None.
+            Initial bias; from ``init`` when None.
 
         Returns
         -------
@@ -614,37 +875,57 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         DivergenceError
             When the loss or the parameters become non-finite. The previously fitted
             parameters (if any) are left unchanged.
+
+        Warns
+        -----
+        RankDeficientWarning
+            ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
         p = self._validated_params()
-        X_arr = _check_X(X, "X", p["dtype"])
+        X_arr, Y, single, sw = self._prepare(p, X, y, sample_weight, None)
         dt = X_arr.dtype
-        y_arr = _check_y(y, "y", dt, X_arr.shape[0], "X")
-        single = y_arr.ndim == 1
-        Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
-        N = X_arr.shape[1]
+        M, N = X_arr.shape
         U = Y.shape[1]
         ev = self._eval_set(eval_set, N, U, dt)
-        W, b = self._initial_params(coef_init, intercept_init, N, U, single, dt, p["fit_intercept"])
+        use_seed = p["solver"] == "sgd" and (p["shuffle"] or p["init"] == "torch")
+        seed = self._seed() if use_seed else None
+        init_seed = (
+            seed
+            if (p["init"] == "torch" and coef_init is None and intercept_init is None)
+            else None
+        )
+        W, b = self._initial_params(
+            coef_init, intercept_init, N, U, dt, p["fit_intercept"], init_seed
+        )
         state: dict = {}
         order_gen = None
+        p["auto_lr"] = None
         if p["solver"] == "closed_form":
-            Wc, bc = _closed_form(
-                X_arr, Y, fit_intercept=p["fit_intercept"], weight_decay=p["weight_decay"],
-                decay_bias=p["decay_bias"], l2=p["l2"],
+            coef, intercept = closed_form(
+                X_arr, Y, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
+                l2=p["l2"], fit_intercept=p["fit_intercept"], sample_weight=sw,
             )  # fmt: skip
-            W = Wc.astype(dt)
-            b = None if bc is None else bc.astype(dt)
+            W = np.ascontiguousarray(coef, dtype=dt)
+            b = np.ascontiguousarray(intercept, dtype=dt) if p["fit_intercept"] else None
             run = {
                 "train_loss": [],
                 "valid_loss": None if ev is None else [],
+                "lrs": [],
                 "steps": 0,
                 "epochs": 0,
+                "best_epoch": None,
             }
         else:
+            self._rows_per_epoch(p, M)  # drop_last check before anything runs
+            if p["lr"] == "auto":
+                p["auto_lr"] = auto_lr(
+                    X_arr, U, fit_intercept=p["fit_intercept"],
+                    weight_decay=p["weight_decay"], l2=p["l2"], sample_weight=sw,
+                )  # fmt: skip
             if p["shuffle"]:
-                order_gen = TorchDataLoaderOrder(self._seed())
+                order_gen = TorchDataLoaderOrder(seed)
             run = self._run(
-                p, X_arr, Y, W, b, state, order_gen, ev, p["epochs"], 0,
+                p, X_arr, Y, W, b, state, order_gen, ev, sw, p["epochs"], 0,
                 early_stopping=p["tol"] is not None, target_loss=p["target_loss"],
             )  # fmt: skip
         # success: commit everything at once
@@ -660,18 +941,27 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self.history_ = {"train_loss": list(run["train_loss"])}
         if run["valid_loss"] is not None:
             self.history_["valid_loss"] = list(run["valid_loss"])
+        self.lr_history_ = list(run["lrs"])
+        self.best_epoch_ = run["best_epoch"]
         self._optimizer_state = state
         self._order_state = None if order_gen is None else order_gen.get_state()
+        self._auto_lr = p["auto_lr"]
         return self
 
     def partial_fit(
-        self, X: Any, y: Any, *, eval_set: tuple[Any, Any] | None = None
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        eval_set: tuple[Any, Any] | None = None,
     ) -> LinearRegressor:
         """Run one more epoch, continuing the optimizer state (momentum buffers, shuffle stream).
 
-        On an unfitted estimator the first call starts from zeros. ``partial_fit`` called ``k``
-        times gives bit for bit the same model, ``n_iter_``, ``t_`` and ``history_`` as
-        ``fit(X, y)`` with ``epochs=k``. ``tol`` and ``target_loss`` are not used here.
+        On an unfitted estimator the first call starts from ``init``. ``partial_fit`` called
+        ``k`` times gives bit for bit the same model, ``n_iter_``, ``t_`` and ``history_`` as
+        ``fit(X, y)`` with ``epochs=k``; a learning-rate schedule continues at epoch
+        ``n_iter_``. ``tol`` and ``target_loss`` are not used here.
 
         Parameters
         ----------
@@ -679,6 +969,8 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             Training data.
         y : array_like of shape (n_samples,) or (n_samples, n_outputs)
             Targets, with as many outputs as the model has.
+        sample_weight : array_like of shape (n_samples,), optional
+            Row weights, as in :meth:`fit`.
         eval_set : tuple (X_valid, y_valid), optional
             Validation data; its MSE after the epoch is appended to ``history_["valid_loss"]``
             (NaN is appended there for an epoch run without ``eval_set`` once the history has
@@ -697,7 +989,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             When the epoch diverges; the model is left as it was.
         """
         if not hasattr(self, "coef_"):
-            return self._first_partial_fit(X, y, eval_set)
+            return self._first_partial_fit(X, y, sample_weight, eval_set)
         p = self._validated_params()
         W, b = self._params_from_attrs()
         dt = W.dtype
@@ -708,7 +1000,9 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
         if Y.shape[1] != U:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the model has {U}")
+        sw = _check_sample_weight(sample_weight, X_arr.shape[0])
         ev = self._eval_set(eval_set, N, U, dt)
+        self._rows_per_epoch(p, X_arr.shape[0])
         state = _copy_state(getattr(self, "_optimizer_state", {}) or {})
         order_gen = None
         if p["shuffle"]:
@@ -716,9 +1010,15 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             order_gen = TorchDataLoaderOrder(0 if saved is not None else self._seed())
             if saved is not None:
                 order_gen.set_state(copy.deepcopy(saved))
+        p["auto_lr"] = getattr(self, "_auto_lr", None)
+        if p["lr"] == "auto" and p["auto_lr"] is None:  # kept from the first fit/partial_fit
+            p["auto_lr"] = auto_lr(
+                X_arr, U, fit_intercept=b is not None, weight_decay=p["weight_decay"],
+                l2=p["l2"], sample_weight=sw,
+            )  # fmt: skip
         first = int(getattr(self, "n_iter_", 0))
         run = self._run(
-            p, X_arr, Y, W, b, state, order_gen, ev, 1, first,
+            p, X_arr, Y, W, b, state, order_gen, ev, sw, 1, first,
             early_stopping=False, target_loss=None,
         )  # fmt: skip
         self._set_params_attrs(W, b, single)
@@ -733,17 +1033,23 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         elif "valid_loss" in hist:
             hist["valid_loss"].extend([math.nan] * run["epochs"])
         self.history_ = hist
+        self.lr_history_ = list(getattr(self, "lr_history_", [])) + run["lrs"]
+        self.best_epoch_ = getattr(self, "best_epoch_", None)
         self._optimizer_state = state
         self._order_state = None if order_gen is None else order_gen.get_state()
+        self._auto_lr = p["auto_lr"]
         return self
 
-    def _first_partial_fit(self, X: Any, y: Any, eval_set: Any) -> LinearRegressor:
+    def _first_partial_fit(
+        self, X: Any, y: Any, sample_weight: Any, eval_set: Any
+    ) -> LinearRegressor:
         params = self.get_params()
+        keys = ("epochs", "tol", "target_loss", "solver")
         try:
             self.set_params(epochs=1, tol=None, target_loss=None, solver="sgd")
-            self.fit(X, y, eval_set=eval_set)
+            self.fit(X, y, sample_weight, eval_set=eval_set)
         finally:
-            self.set_params(**{k: params[k] for k in ("epochs", "tol", "target_loss", "solver")})
+            self.set_params(**{k: params[k] for k in keys})
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -787,8 +1093,9 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             The layer; its weight and bias are copied (dtype kept: float32 or float64).
         optimizer : torch.optim.SGD, optional
             Its ``lr``, ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` and
-            ``maximize`` become the estimator's, and its momentum buffers (when it has taken
-            steps) become the optimizer state that :meth:`partial_fit` continues from.
+            ``maximize`` become the estimator's (a bias group with ``weight_decay=0`` becomes
+            ``decay_bias=False``), and its momentum buffers (when it has taken steps) become
+            the optimizer state that :meth:`partial_fit` continues from.
         **params
             Further estimator parameters; they override the values read from the optimizer.
             ``dtype`` defaults to the layer's dtype, ``fit_intercept`` to whether it has a bias.
@@ -797,7 +1104,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         -------
         LinearRegressor
             An estimator that predicts like the layer; ``coef_`` is 1-D when the layer has
-            one output.
+            one output. Continuing with :meth:`partial_fit` continues the torch run.
         """
         from ._torch_interop import linear_to_arrays, sgd_settings
 
@@ -814,21 +1121,46 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         est.n_iter_ = 0
         est.t_ = 0
         est.history_ = {"train_loss": []}
+        est.lr_history_ = []
+        est.best_epoch_ = None
         est._optimizer_state = state
         est._order_state = None
         return est
 
-    def to_torch(self) -> Any:
+    def to_torch(self, optimizer: bool = False) -> Any:
         """Return a ``torch.nn.Linear`` holding the fitted parameters (dtype kept).
+
+        Parameters
+        ----------
+        optimizer : bool, default=False
+            Also return a ``torch.optim.SGD`` over the layer with this estimator's settings
+            and its momentum buffers, so that training can continue in torch exactly where
+            linsgd stopped (``lr`` is the learning rate of the next epoch, ``n_iter_``).
 
         Returns
         -------
-        torch.nn.Linear
+        torch.nn.Linear or tuple (torch.nn.Linear, torch.optim.SGD)
             ``nn.Linear(n_features, n_outputs, bias=fit_intercept)`` on the CPU whose weight is
-            ``coef_`` (as a ``(n_outputs, n_features)`` matrix) and whose bias is ``intercept_``.
+            ``coef_`` (as a ``(n_outputs, n_features)`` matrix) and whose bias is
+            ``intercept_``; with ``optimizer=True`` also the optimizer. Building them does
+            not touch torch's global random state.
         """
-        from ._torch_interop import make_linear
+        from ._torch_interop import make_linear, make_sgd
 
         check_is_fitted(self, "coef_")
+        if not isinstance(optimizer, (bool, np.bool_)):
+            raise TypeError(f"optimizer must be a bool, got {type(optimizer).__name__}")
         W, b = self._params_from_attrs()
-        return make_linear(W, b)
+        layer = make_linear(W, b)
+        if not optimizer:
+            return layer
+        p = self._validated_params()
+        p["auto_lr"] = getattr(self, "_auto_lr", None)
+        if p["lr"] == "auto" and p["auto_lr"] is None:
+            raise ValueError(
+                "lr='auto' is computed from the training data: fit the model first, or set a "
+                "numeric lr, before to_torch(optimizer=True)"
+            )
+        p["lr"] = self._learning_rates(p, int(getattr(self, "n_iter_", 0)), 1)[0]
+        opt = make_sgd(layer, p, getattr(self, "_optimizer_state", {}) or {})
+        return layer, opt
