@@ -58,7 +58,8 @@ py::array float_array(py::handle obj, const char* name, int ndim, bool writable)
     if (a.ndim() != ndim)
         value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
     if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
-    if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(dt.itemsize()) != 0)
+    // (an empty array is never read, wherever its pointer points: numpy calls it aligned too)
+    if (a.size() > 0 && reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(dt.itemsize()) != 0)
         value_error(std::string(name) + " must be aligned to its itemsize");
     if (writable && !a.writeable()) value_error(std::string(name) + " must be writable (it is updated in place)");
     return a;
@@ -402,7 +403,7 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
             type_error("order must be an int64 array, got dtype " + std::string(py::str(order.dtype())));
         if (order.ndim() != 2) value_error("order must be 2-D (epochs, rows), got shape " + shape_of(order));
         if (!(order.flags() & py::array::c_style)) value_error("order must be C-contiguous");
-        if (reinterpret_cast<std::uintptr_t>(order.data()) % sizeof(int64_t) != 0)
+        if (order.size() > 0 && reinterpret_cast<std::uintptr_t>(order.data()) % sizeof(int64_t) != 0)
             value_error("order must be aligned to its itemsize");
         if (order.shape(0) != epochs)
             value_error("order must have one row per epoch (" + std::to_string(epochs) + "), got shape " +

@@ -3,7 +3,9 @@
 * the ``llvm.fma`` intrinsic against an exact (``fractions.Fraction``) fused multiply-add;
 * the cascade sum against the Appendix A1 model (``reference.sum_dim0``);
 * ``gradient`` and ``train`` against torch autograd / ``torch.optim.SGD`` where torch's GEMMs
-  are known to use the sequential order (U = 1, N <= 4), and against the numpy model elsewhere.
+  are known to use the sequential order (U = 1, N <= 4), and against the numpy model elsewhere;
+* the vectorised pieces (the blocked dot's lanes and the cascade's lanes as LLVM vectors)
+  against scalar ports of math.hpp, and the whole backend against the compiled one.
 """
 
 from __future__ import annotations
@@ -341,3 +343,205 @@ def test_train_statuses(dtype):
     assert_bits_equal(W, W0)
     assert_bits_equal(b, b0)
     assert not np.isfinite(losses[0])
+
+
+# --------------------------------------------------------------------------------------------
+# the vectorised pieces against scalar ports of math.hpp (same bits, any size)
+
+
+@numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _sum_flat_scalar(data, n, vec):
+    """cascade_sum_contiguous one lane at a time (scalar row_sums): the reference order."""
+    if n >= vec:
+        nv = n // vec
+        fin = _numba._cast(0.0, data)
+        for k in range(nv * vec, n):
+            fin = fin + data[k]
+        for lane in range(vec):
+            fin = fin + _numba._row_sum(data, lane, vec, nv)
+        return fin
+    return _numba._row_sum(data, 0, 1, n)
+
+
+def _special_values(x, rng):
+    """A copy of ``x`` with some elements set to -0.0."""
+    x = x.copy()
+    x[rng.integers(0, x.size, max(1, x.size // 50))] = -0.0
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lockstep_cascade_matches_lane_by_lane(dtype):
+    """The cascade with its K lanes in one vector (every level, every flush, every tail) gives
+    the scalar lane-by-lane result bit for bit."""
+    rng = np.random.default_rng(5)
+    vec = 32 // np.dtype(dtype).itemsize
+    K = 4 * vec
+    sizes = sorted({*range(0, 3 * K + 3), *(K * k + t for k in (15, 16, 17, 255, 256, 257)
+                                             for t in (0, 1, vec, K - 1)),
+                    4095, 4096 * 16 + 5, 70_000, 140_001, 1_000_003, 3_000_017})
+    for n in sizes:
+        x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 4, n)).astype(dtype)
+        x = _special_values(x, rng) if n else x
+        got = _numba._sum_flat(x, n, vec)
+        want = _sum_flat_scalar(x, n, vec)
+        assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
+        if n in (70_000, 140_001):  # every cascade level, against the Appendix A1 model
+            assert_bits_equal(np.asarray(got, dtype), sum_dim0(x.reshape(-1, 1)))
+    for bad in (np.inf, -np.inf, np.nan):
+        x = rng.standard_normal(5000).astype(dtype)
+        x[1234] = bad
+        got = _numba._sum_flat(x, x.size, vec)
+        want = _sum_flat_scalar(x, x.size, vec)
+        assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
+
+
+@numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _dot_scalar(x, w, n, L):
+    """math.hpp's dot, one lane at a time."""
+    if n < L:
+        if n == 0:
+            return _numba._cast(0.0, x)
+        acc = x[0] * w[0]
+        for j in range(1, n):
+            acc = acc + x[j] * w[j]
+        return acc
+    lanes = x[:L] * w[:L]
+    j = L
+    while j + L <= n:
+        for lane in range(L):
+            lanes[lane] = lanes[lane] + x[j + lane] * w[j + lane]
+        j += L
+    half = L // 2
+    while half >= 1:
+        for lane in range(half):
+            lanes[lane] = lanes[lane] + lanes[lane + half]
+        half //= 2
+    total = lanes[0]
+    while j < n:
+        total = total + x[j] * w[j]
+        j += 1
+    return total
+
+
+@numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _dot_rows(X, W, out):
+    M, N = X.shape
+    for r in range(M):
+        for u in range(W.shape[0]):
+            out[r, u] = _numba._dot(X, r * N, W, u * N, N)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_dot_matches_scalar_order(dtype):
+    """The blocked dot with its L lanes in one LLVM vector gives math.hpp's scalar order bit for
+    bit: below, at and above each multiple of L, at row offsets of every alignment."""
+    rng = np.random.default_rng(9)
+    L = 128 // np.dtype(dtype).itemsize
+    for N in sorted({*range(0, 2 * L + 2), 3 * L - 1, 3 * L, 5 * L + 7, 1024, 1031}):
+        X = (rng.standard_normal((7, N)) * 10.0 ** rng.uniform(-3, 3, (7, N))).astype(dtype)
+        W = rng.standard_normal((3, N)).astype(dtype)
+        got = np.empty((7, 3), dtype)
+        _dot_rows(X, W, got)
+        want = np.array([[_dot_scalar(X[r], W[u], N, L) for u in range(3)] for r in range(7)],
+                        dtype)
+        assert_bits_equal(got, want)
+
+
+# --------------------------------------------------------------------------------------------
+# against the compiled backend, bit for bit, around every blocking boundary
+
+
+def _core_or_skip():
+    try:
+        from linsgd import _core
+    except ImportError:
+        pytest.skip("the compiled backend (linsgd._core) is not built")
+    return _core
+
+
+def _run_backend(mod, X, Y, W, b, order, bs, lrs, cfg, buffers, Xv, Yv, sw):
+    W, b = W.copy(), None if b is None else b.copy()
+    E = lrs.shape[0]
+    R = X.shape[0] if order is None else order.shape[1]
+    S = -(-R // bs)
+    losses = np.full(E * S, np.nan)
+    vl = None if Xv is None else np.full(E, np.nan)
+    bW = bb = None
+    if buffers:
+        bW = np.zeros_like(W)
+        bb = None if b is None else np.zeros_like(b)
+    res = mod.train(X, Y, W, b, order, bs, lrs, cfg["weight_decay"], cfg["decay_bias"], cfg["l2"],
+                    cfg["momentum"], cfg["dampening"], cfg["nesterov"], cfg["maximize"], bW, bb,
+                    False, losses, Xv, Yv, vl, math.nan, sw)
+    out = [W, losses] + ([] if b is None else [b]) + ([] if vl is None else [vl])
+    out += [a for a in (bW, bb) if a is not None]
+    return tuple(int(v) for v in res[:2]), out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_matches_compiled_backend(dtype):
+    """numba and C++ backends agree bit for bit (weights, bias, losses, validation losses,
+    momentum buffers; gradient and loss) across row counts that are not multiples of the 4- and
+    8-row blocks, feature counts around the dot's block of lanes, several outputs, orders,
+    sample weights, momentum, weight decay and the plain fast path."""
+    core = _core_or_skip()
+    rng = np.random.default_rng(21)
+    L = 128 // np.dtype(dtype).itemsize
+    cfgs = TRAIN_CONFIGS[:4]
+    n_cases = 0
+    for N in (1, 3, L - 1, L, L + 1, 2 * L + 3):
+        for U in (1, 2, 5):
+            M = int(rng.integers(9, 60))
+            X = rng.standard_normal((M, N)).astype(dtype)
+            Y = rng.standard_normal((M, U)).astype(dtype)
+            W = (rng.uniform(-1, 1, (U, N)) / np.sqrt(N)).astype(dtype)
+            b = rng.uniform(-1, 1, U).astype(dtype) if U != 2 else None
+            Xv = rng.standard_normal((int(rng.integers(1, 30)), N)).astype(dtype)
+            Yv = rng.standard_normal((Xv.shape[0], U)).astype(dtype)
+            sw = rng.integers(0, 3, M).astype(dtype)
+            for k, cfg in enumerate(cfgs):
+                bs = int((3, 4, 7, 8, 64)[(k + N + U) % 5])
+                order = None if k % 2 == 0 else np.stack(
+                    [rng.permutation(M)[:M - 2] for _ in range(3)]).astype(np.int64)
+                lrs = np.array([0.02, 0.01, 0.005])
+                valid = (Xv, Yv) if k != 0 else (None, None)
+                weights = sw if k == 3 else None
+                buffers = cfg["momentum"] != 0.0
+                args = (X, Y, W, b, order, bs, lrs, cfg, buffers, *valid, weights)
+                want = _run_backend(core, *args)
+                got = _run_backend(_numba, *args)
+                assert got[0] == want[0]
+                for a, c in zip(got[1], want[1]):
+                    assert_bits_equal(a, c)
+                n_cases += 1
+            gW, gWc = np.empty_like(W), np.empty_like(W)
+            gb = None if b is None else np.empty_like(b)
+            gbc = None if b is None else np.empty_like(b)
+            for s in (None, sw):
+                lg = _numba.gradient(X, Y, W, b, gW, gb, s)
+                lc = core.gradient(X, Y, W, b, gWc, gbc, s)
+                assert_bits_equal(np.float64(lg), np.float64(lc))
+                assert_bits_equal(gW, gWc)
+                if b is not None:
+                    assert_bits_equal(gb, gbc)
+                assert_bits_equal(np.float64(_numba.loss(X, Y, W, b, s)),
+                                  np.float64(core.loss(X, Y, W, b, s)))
+    assert n_cases == 6 * 3 * len(cfgs)
+
+
+def test_read_only_inputs():
+    """Read-only X, Y (a different numba type) take the same kernels and give the same bits."""
+    X, Y, W0, b0 = _problem(50, 20, 2, np.float64, seed=4)
+    res = []
+    for ro in (False, True):
+        Xi, Yi = X.copy(), Y.copy()
+        Xi.flags.writeable = not ro
+        Yi.flags.writeable = not ro
+        W, b = W0.copy(), b0.copy()
+        losses = np.empty(7)
+        _numba.train(Xi, Yi, W, b, None, 8, np.array([0.01]), 0.0, True, 0.0, 0.0, 0.0, False,
+                     False, None, None, False, losses, None, None, None, math.nan)
+        res.append((W, b, losses, _numba.loss(Xi, Yi, W, b)))
+    for a, c in zip(res[0], res[1]):
+        assert_bits_equal(np.asarray(a), np.asarray(c))

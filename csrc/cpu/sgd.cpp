@@ -167,7 +167,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_
     const T* const weight = data.sample_weight;
     const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
     const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
-    std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
+    if (u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
     const T* const bias = model.bias;
     // Four rows at a time: each weight-gradient element stays in a register while the four
     // rows' terms are added to it in row order, the same sequence as one row at a time.

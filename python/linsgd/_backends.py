@@ -1,8 +1,13 @@
 """Which compute backends this install has, and how one is chosen.
 
-Every backend is a module exposing the same three low-level entry points. They trust their
-caller (``linsgd.kernels``) to have validated the arrays; the compiled ``_core`` re-checks
-shapes and dtypes itself so that a direct call can never read or write out of bounds.
+Every backend is a module exposing the same three low-level entry points. The numba backend
+trusts its caller (``linsgd.kernels``, which validates everything for it, clamps ``batch_size``
+to the rows of an epoch and cuts long runs into chunks so that Ctrl-C is seen); the compiled
+``_core`` checks every dtype, shape, stride, alignment, writability, index and memory overlap
+itself, so that a direct call can never read or write out of bounds: anything else raises a
+``TypeError``/``ValueError`` naming the argument, before anything is written. ``_core`` also
+has ``all_finite(a) -> bool`` (one pass over any float32/float64 array, no allocation, the GIL
+released for large arrays), which ``linsgd.kernels`` uses for ``check_finite``.
 
 Low-level interface (``T`` is float32 or float64; every array C-contiguous and of dtype ``T``
 unless stated otherwise; ``b``-like arguments may be ``None`` for a model without a bias)::
@@ -20,18 +25,24 @@ unless stated otherwise; ``b``-like arguments may be ``None`` for a model withou
           losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None)
           -> (steps_done, status)
         E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch.
-        order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order) or None
-        (every epoch uses rows 0..M-1, R = M).  Steps per epoch S = ceil(R / batch_size); the
-        last batch of an epoch may be ragged.  W, b, buf_W (U, N), buf_b (U,) are updated in
-        place; buf_* are read only when momentum_initialized is true (else the first step
-        copies the direction into them, as torch does).  losses is float64 (E*S,): the batch
+        order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order; rows
+        may repeat and R may be smaller or larger than M) or None (every epoch uses rows
+        0..M-1, R = M). batch_size >= 1; one larger than R means one batch per epoch.
+        Steps per epoch S = ceil(R / batch_size); the last batch of an epoch may be ragged.
+        W, b, buf_W (U, N), buf_b (U,) are updated in place; buf_* are read only when
+        momentum_initialized is true (else the first step copies the direction into them, as
+        torch does).  losses is float64 (E*S,): the batch
         loss of every step (before its update).  X_valid/Y_valid/valid_losses (float64 (E,))
         are None or all given: the full-set MSE after each epoch.  target_loss: stop after
         the first step whose batch loss is < target_loss (NaN disables).
         sample_weight: None or T (M,) non-negative row weights; each batch's loss is then the
         weighted mean sum(w e^2) / (U sum(w)) (unit weights reproduce the unweighted bits).
         status: 0 completed, 1 target_loss reached, 2 diverged (a non-finite loss: that
-        step is not applied; or a non-finite parameter after a step), 3 interrupted.
+        step is not applied; or a non-finite parameter after a step), 3 interrupted (_core
+        raises the pending KeyboardInterrupt instead of returning it).
+        No output may share memory with another argument. The GIL is released while the
+        kernel runs: calls on different arrays may run in parallel threads; two calls updating
+        the same W/b/buffers at once race (serialising them is the caller's job).
         steps_done counts the steps whose update was applied.
 """
 
@@ -41,7 +52,7 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["available_backends", "get_backend", "default_backend", "BACKEND_ENV"]
+__all__ = ["BACKEND_ENV", "available_backends", "default_backend", "get_backend", "resolve_backend"]
 
 BACKEND_ENV = "LINSGD_BACKEND"
 _KNOWN = ("cpp", "cuda", "numba")
@@ -79,6 +90,24 @@ def _load(name: str) -> ModuleType | None:
     return mod
 
 
+# os.environ.get of a missing key costs a microsecond (a KeyError inside); on every kernel call
+# that is worth avoiding: look in os.environ's own store (the one os.environ[...] = and
+# monkeypatch.setenv update), falling back to the public API where that store is not there.
+_ENV = os.environ
+try:
+    _ENV_STORE = _ENV._data  # type: ignore[attr-defined]
+    _ENV_KEY = _ENV.encodekey(BACKEND_ENV)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - other Pythons
+    _ENV_STORE = None
+
+
+def _env_backend() -> str | None:
+    if _ENV_STORE is not None and os.environ is _ENV:
+        raw = _ENV_STORE.get(_ENV_KEY)
+        return None if raw is None else _ENV.decodevalue(raw)  # type: ignore[attr-defined]
+    return os.environ.get(BACKEND_ENV)
+
+
 def available_backends() -> list[str]:
     """List the backends this install can run, in order of preference.
 
@@ -108,8 +137,7 @@ def default_backend() -> str:
         if _load(name) is not None:
             return name
     raise ImportError(
-        "linsgd has no usable backend: "
-        + "; ".join(_errors.get(n, n) for n in ("cpp", "numba"))
+        "linsgd has no usable backend: " + "; ".join(_errors.get(n, n) for n in ("cpp", "numba"))
     )
 
 
@@ -145,3 +173,35 @@ def get_backend(name: str | None = None) -> ModuleType:
     if mod is None:
         raise ValueError(_errors[name])
     return mod
+
+
+def resolve_backend(name: str | None = None) -> tuple[str, ModuleType]:
+    """Like :func:`get_backend`, but also return the backend's name; cheap on every call.
+
+    Parameters
+    ----------
+    name : {"cpp", "cuda", "numba"} or None
+        The backend to use; the default one (``LINSGD_BACKEND`` first) when None.
+
+    Returns
+    -------
+    (str, module)
+        The backend's name and its module.
+
+    Raises
+    ------
+    ValueError
+        As :func:`get_backend`.
+    """
+    if name is None:
+        forced = _env_backend()
+        if not forced:
+            mod = _cache.get("cpp")
+            if mod is not None:
+                return "cpp", mod
+        name = default_backend()
+    else:
+        mod = _cache.get(name) if type(name) is str else None
+        if mod is not None:
+            return name, mod
+    return name, get_backend(name)

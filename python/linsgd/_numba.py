@@ -2,12 +2,22 @@
 
 It implements the interface documented in :mod:`linsgd._backends` with the same arithmetic as
 the compiled backend (see ``torch-sgd-semantics.md``): every operation in the parameter dtype
-``T``, rounded once; sequential non-FMA dots for the forward pass and for ``grad_W``; ATen's
-cascade sum (AVX2 lane model) for the bias gradient and the loss; and true fused multiply-adds in
-the SGD update, exactly where ``torch.optim.SGD`` uses them.
+``T``, rounded once; non-FMA dots for the forward pass (sequential below one block of lanes,
+blocked from there on, as ``dot`` in csrc/linsgd/math.hpp) and sequential sums for ``grad_W``;
+ATen's cascade sum (AVX2 lane model) for the bias gradient and the loss; and true fused
+multiply-adds in the SGD update, exactly where ``torch.optim.SGD`` uses them.
+
+It also follows the C++ kernel's structure for speed, never changing a result bit: the forward
+dots of four (training) or eight (loss) rows at a time as interleaved independent chains, the
+weight gradient accumulated over four rows at a time (the same rounding sequence as one row at
+a time, vectorised by LLVM over the features), the lanes of the blocked dot and of the cascade
+sum held in LLVM vector registers (:func:`_dot`, :func:`_vacc`: element-wise IEEE operations,
+the same bits as the scalar loops they replace), and no allocation or reference counting
+inside the epoch loop.
 
 numba's default ``fastmath=False`` must stay: it keeps LLVM from contracting ``a*b + c`` into an
-FMA anywhere except through the explicit :func:`_fma` intrinsic.
+FMA anywhere except through the explicit :func:`_fma` intrinsic, and from reassociating sums.
+Every array reaching the kernels is C-contiguous (``linsgd.kernels`` guarantees it).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["gradient", "loss", "train"]
@@ -25,6 +36,13 @@ __all__ = ["gradient", "loss", "train"]
 # error_model="numpy": IEEE division (x/0 -> inf/nan) instead of raising ZeroDivisionError, so an
 # empty set's loss is NaN as in torch.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+# The kernels below the entry points never allocate: they run without numba's runtime
+# (``_nrt=False``, as ``numba.extending.register_jitable`` documents), so no call and no array
+# variable costs reference counting (two atomic operations per array, per call or per copy).
+# Only the entry points, which allocate the scratch, use the runtime.
+_KERNEL = dict(_JIT, _nrt=False)
+# Constants reach jitted callees as np.intp(...) / np.bool_(...): a literal argument would make
+# numba compile the callee once more, specialised for it.
 
 
 @intrinsic
@@ -57,11 +75,159 @@ def _cast_overload(value, like):
 
 
 # --------------------------------------------------------------------------------------------
-# ATen cascade_sum model (reference Appendix A1), on strided views of a flat array.
+# Lanes held in vector registers
 # --------------------------------------------------------------------------------------------
 
 
-@numba.njit(**_JIT)
+def _float_array(a) -> bool:
+    return isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
+
+
+def _block_width(dtype) -> int:
+    """Elements in 128 bytes: the blocked dot's lanes (``DotLanes`` in math.hpp), and the
+    ``4 rows x 32-byte AVX2 vector`` group of ATen's vectorised cascade sum."""
+    return 128 // (dtype.bitwidth // 8)
+
+
+def _block(like):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_block)
+def _block_overload(like):
+    """``_block_width`` of the array ``like``'s dtype, a compile-time constant."""
+    if _float_array(like):
+        width = _block_width(like.dtype)
+        return lambda like: width
+    return None
+
+
+def _vector_ops(context, builder, dtype):
+    """(vector type, element alignment, loader of ``width`` elements at ``ptr + offset``)."""
+    elem = context.get_value_type(dtype)
+    width = _block_width(dtype)
+    vec = ir.VectorType(elem, width)
+    align = dtype.bitwidth // 8
+
+    def load(ptr, offset):
+        p = builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
+        return builder.load(p, align=align)
+
+    return vec, width, load
+
+
+@intrinsic
+def _dot(typingctx, x, xo, w, wo, n):
+    """``x[xo:xo+n] . w[wo:wo+n]`` without fused multiply-adds, in the order of ``dot`` in
+    math.hpp (``x``, ``w``: C-contiguous, of any rank; ``xo``, ``wo``: offsets into their flat
+    data).
+
+    Below one block of L lanes (128 bytes' worth) the sum is sequential, torch's order on small
+    problems. From there on lane ``l`` is ``x[l]*w[l]``, then ``+ x[l+kL]*w[l+kL]`` for each
+    further whole block in order; the lanes are combined by the halving tree (lane l takes lane
+    l + half, half = L/2, ..., 1), then the tail is added to lane 0 sequentially. The L lanes
+    are one LLVM vector: element-wise IEEE multiplies and adds, never fused or reassociated.
+    Generated inline, so a call costs no reference counting.
+    """
+    if not (_float_array(x) and _float_array(w) and x.dtype == w.dtype
+            and x.layout == "C" and w.layout == "C"
+            and all(isinstance(t, types.Integer) for t in (xo, wo, n))):
+        return None
+    sig = x.dtype(x, xo, w, wo, n)
+
+    def codegen(context, builder, signature, args):
+        vec, width, load = _vector_ops(context, builder, x.dtype)
+        elem = context.get_value_type(x.dtype)
+        intp = context.get_value_type(types.intp)
+        xa = context.make_array(x)(context, builder, args[0])
+        wa = context.make_array(w)(context, builder, args[2])
+        xo_, wo_, n_ = (context.cast(builder, args[k], signature.args[k], types.intp)
+                        for k in (1, 3, 4))
+        xp = builder.gep(xa.data, [xo_])
+        wp = builder.gep(wa.data, [wo_])
+        one = ir.Constant(intp, 1)
+        lanes = ir.Constant(intp, width)
+
+        def product(j):
+            x_j = builder.load(builder.gep(xp, [j]))
+            return builder.fmul(x_j, builder.load(builder.gep(wp, [j])))
+
+        total = cgutils.alloca_once(builder, elem)
+
+        def add_products(start):  # total += x[j]*w[j] for j = start .. n-1, in order
+            with cgutils.for_range(builder, n_, start=start) as loop:
+                builder.store(builder.fadd(builder.load(total), product(loop.index)), total)
+
+        with builder.if_else(builder.icmp_signed("<", n_, lanes)) as (short, blocked):
+            with short:
+                builder.store(ir.Constant(elem, 0.0), total)
+                with builder.if_then(builder.icmp_signed(">", n_, ir.Constant(intp, 0))):
+                    builder.store(product(ir.Constant(intp, 0)), total)
+                    add_products(one)
+            with blocked:
+                acc = cgutils.alloca_once(builder, vec)
+                zero = ir.Constant(intp, 0)
+                builder.store(builder.fmul(load(xp, zero), load(wp, zero)), acc)
+                nb = builder.sdiv(n_, lanes)
+                with cgutils.for_range(builder, nb, start=one) as loop:
+                    off = builder.mul(loop.index, lanes)
+                    block = builder.fmul(load(xp, off), load(wp, off))
+                    builder.store(builder.fadd(builder.load(acc), block), acc)
+                v = builder.load(acc)
+                half = width // 2
+                i32 = ir.IntType(32)
+                while half >= 1:
+                    mask_ty = ir.VectorType(i32, half)
+                    lo = ir.Constant(mask_ty, list(range(half)))
+                    hi = ir.Constant(mask_ty, list(range(half, 2 * half)))
+                    lo = builder.shuffle_vector(v, v, lo)
+                    hi = builder.shuffle_vector(v, v, hi)
+                    v = builder.fadd(lo, hi)
+                    half //= 2
+                builder.store(builder.extract_element(v, ir.Constant(i32, 0)), total)
+                add_products(builder.mul(nb, lanes))
+        return builder.load(total)
+
+    return sig, codegen
+
+
+@intrinsic
+def _vacc(typingctx, acc, data, off, count):
+    """``acc[l] = acc[l] + data[off + i*L + l]`` for i = 0 .. count-1 in order, l < L (128
+    bytes' worth): L sequential sums advanced in lockstep, held in one LLVM vector."""
+    if not (_float_array(acc) and _float_array(data) and acc.dtype == data.dtype
+            and acc.layout == "C" and data.layout == "C" and acc.ndim == 1 and data.ndim == 1
+            and isinstance(off, types.Integer) and isinstance(count, types.Integer)):
+        return None
+    sig = types.none(acc, data, off, count)
+
+    def codegen(context, builder, signature, args):
+        vec, width, load = _vector_ops(context, builder, data.dtype)
+        intp = context.get_value_type(types.intp)
+        aa = context.make_array(acc)(context, builder, args[0])
+        da = context.make_array(data)(context, builder, args[1])
+        off_, count_ = (context.cast(builder, args[k], signature.args[k], types.intp)
+                        for k in (2, 3))
+        dp = builder.gep(da.data, [off_])
+        zero = ir.Constant(intp, 0)
+        slot = cgutils.alloca_once(builder, vec)
+        builder.store(load(aa.data, zero), slot)
+        with cgutils.for_range(builder, count_) as loop:
+            o = builder.mul(loop.index, ir.Constant(intp, width))
+            builder.store(builder.fadd(builder.load(slot), load(dp, o)), slot)
+        ap = builder.bitcast(aa.data, vec.as_pointer())
+        builder.store(builder.load(slot), ap, align=data.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------------------------
+# ATen cascade_sum model (reference Appendix A1)
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(**_KERNEL)
 def _ceil_log2(x: int) -> int:
     if x <= 2:
         return 1
@@ -73,7 +239,7 @@ def _ceil_log2(x: int) -> int:
     return n
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
 def _multi_row_sum(data, off, stride, size):
     """ATen ``multi_row_sum`` of ``data[off + i*stride]``, i < size: four cascade levels."""
     zero = _cast(0.0, data)
@@ -106,7 +272,7 @@ def _multi_row_sum(data, off, stride, size):
     return acc0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
 def _row_sum(data, off, stride, size):
     """ATen ``row_sum`` (ilp 4): four interleaved multi_row_sums, then the tail, then combine."""
     n4 = size // 4
@@ -122,29 +288,106 @@ def _row_sum(data, off, stride, size):
     return p0
 
 
+@numba.njit(**_KERNEL)
+def _cascade_blocks(data, off, size, cs):
+    """ATen ``multi_row_sum`` over ``size`` consecutive blocks of K (= 128 bytes' worth)
+    elements from ``data[off]``: K sums sharing one control flow, in lockstep. The four levels
+    live in ``cs[0:K]``, ``cs[K:2K]``, ``cs[2K:3K]``, ``cs[3K:4K]``; the K results end in
+    ``cs[0:K]``. math.hpp's ``cascade_multi_row_sum`` with NROWS x LANES = K."""
+    K = _block(data)
+    zero = _cast(0.0, data)
+    for m in range(K):
+        cs[m] = zero
+    lp = max(4, _ceil_log2(size) // 4)
+    step = 1 << lp
+    if size < step:
+        # Nothing is flushed upward: levels 1-3 stay +0, and adding +0 to level 0 at the end
+        # changes no bit (level 0 starts at +0, so it is never -0; x + 0 is x for any other x,
+        # a NaN keeping its payload as the first operand).
+        _vacc(cs, data, off, size)
+        return
+    for m in range(K, 4 * K):
+        cs[m] = zero
+    mask = step - 1
+    i = 0
+    while i + step <= size:
+        _vacc(cs, data, off + i * K, step)
+        i += step
+        for m in range(K):
+            cs[K + m] = cs[K + m] + cs[m]
+            cs[m] = zero
+        if (i & (mask << lp)) == 0:
+            for m in range(K):
+                cs[2 * K + m] = cs[2 * K + m] + cs[K + m]
+                cs[K + m] = zero
+            if (i & (mask << (2 * lp))) == 0:
+                for m in range(K):
+                    cs[3 * K + m] = cs[3 * K + m] + cs[2 * K + m]
+                    cs[2 * K + m] = zero
+    if i < size:
+        _vacc(cs, data, off + i * K, size - i)
+    for m in range(K):
+        cs[m] = cs[m] + cs[K + m]
+    for m in range(K):
+        cs[m] = cs[m] + cs[2 * K + m]
+    for m in range(K):
+        cs[m] = cs[m] + cs[3 * K + m]
+
+
+@numba.njit(**_KERNEL)
+def _sum_contiguous(data, off, n, cs):
+    """``torch.sum`` of the contiguous ``data[off:off+n]``: math.hpp's ``cascade_sum_contiguous``
+    (inner reduction, AVX2 lanes V = K/4; ``cs`` is scratch of 4K elements)."""
+    K = _block(data)
+    V = K // 4
+    if n < V:
+        return _row_sum(data, off, np.intp(1), n)
+    nv = n // V
+    # row_sum<V lanes>: multi_row_sum over 4 x V lanes (one K block a step), the leftover
+    # vectors added to the first row's lanes, then rows 1..3 added to it in order.
+    n4 = nv // 4
+    _cascade_blocks(data, off, n4, cs)
+    for i in range(4 * n4, nv):
+        for lane in range(V):
+            cs[lane] = cs[lane] + data[off + i * V + lane]
+    for k in range(1, 4):
+        for lane in range(V):
+            cs[lane] = cs[lane] + cs[k * V + lane]
+    # The scalar tail is added before the lanes, in lane order (ATen's vectorised reduce).
+    total = _cast(0.0, data)
+    for k in range(nv * V, n):
+        total = total + data[off + k]
+    for lane in range(V):
+        total = total + cs[lane]
+    return total
+
+
 @numba.njit(**_JIT)
 def _sum_flat(data, n, vec):
-    """``torch.sum`` of the contiguous ``data[:n]`` (inner reduction, AVX2 lanes ``vec``)."""
-    if n >= vec:
-        nv = n // vec
-        fin = _cast(0.0, data)
-        # The scalar tail is added before the lanes, in lane order (ATen's vectorised reduce).
-        for k in range(nv * vec, n):
-            fin = fin + data[k]
-        for lane in range(vec):
-            fin = fin + _row_sum(data, lane, vec, nv)
-        return fin
-    return _row_sum(data, 0, 1, n)
+    """``torch.sum`` of the contiguous ``data[:n]`` (inner reduction, AVX2 lanes ``vec``).
+
+    ``vec`` must be the dtype's AVX2 lane count (4 doubles, 8 floats); kept for the tests.
+    """
+    cs = np.empty(4 * _block(data), dtype=data.dtype)
+    return _sum_contiguous(data, np.intp(0), n, cs)
 
 
 @numba.njit(**_JIT)
 def _sum_columns(data, B, U, vec, out):
-    """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)``."""
+    """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)`` (``vec``: the dtype's
+    AVX2 lane count, 4 doubles or 8 floats; kept for the tests)."""
+    cs = np.empty(4 * _block(data), dtype=data.dtype)
+    _column_sums(data, B, U, out, cs)
+
+
+@numba.njit(**_KERNEL)
+def _column_sums(data, B, U, out, cs):
+    """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)``; ``cs``: scratch of
+    4 blocks."""
     if U == 1:
-        out[0] = _sum_flat(data, B, vec)
+        out[0] = _sum_contiguous(data, np.intp(0), B, cs)
         return
-    # The AVX2 outer-reduction kernel handles 4*vec (or 4) columns at a time with a plain
-    # multi_row_sum; the remaining columns fall back to the ilp-4 row_sum.
+    vec = _block(data) // 4
     if U >= vec:
         nplain = 4 * vec * (U // (4 * vec))
     else:
@@ -161,67 +404,113 @@ def _sum_columns(data, B, U, vec, out):
 # --------------------------------------------------------------------------------------------
 
 
-@numba.njit(**_JIT)
-def _dot(X, r, W, u, N, ACC):
-    """``X[r] . W[u]`` without fused multiply-adds, in the order of ``dot`` in csrc/linsgd/math.hpp.
-
-    Sequential below ``ACC.shape[0]`` features (torch's order on small problems); from there on
-    ``L = ACC.shape[0]`` lane sums combined by a halving tree, then the tail.
-    """
-    L = ACC.shape[0]
-    if N < L:
-        if N == 0:
-            return _cast(0.0, W)
-        acc = X[r, 0] * W[u, 0]
-        for j in range(1, N):
-            acc = acc + X[r, j] * W[u, j]
-        return acc
-    for l in range(L):
-        ACC[l] = X[r, l] * W[u, l]
-    j = L
-    while j + L <= N:
-        for l in range(L):
-            ACC[l] = ACC[l] + X[r, j + l] * W[u, j + l]
-        j += L
-    half = L // 2
-    while half >= 1:
-        for l in range(half):
-            ACC[l] = ACC[l] + ACC[l + half]
-        half //= 2
-    total = ACC[0]
-    while j < N:
-        total = total + X[r, j] * W[u, j]
-        j += 1
-    return total
-
-
-@numba.njit(**_JIT)
-def _loss_kernel(X, Y, W, b, has_b, SQ, vec, ACC, SW, has_sw):
+@numba.njit(**_KERNEL)
+def _loss_kernel(X, Y, W, b, has_b, SQ, CS, SW, has_sw):
+    """The MSE of (W, b) on (X, Y), the squared errors written to ``SQ`` first: sgd.cpp's
+    ``loss_into`` (eight rows at a time, as interleaved chains below one block of lanes)."""
     M = X.shape[0]
     U, N = W.shape
+    if M == 0 or U == 0:
+        return _cast(np.nan, W)
     wsum = np.float64(M)
     if has_sw:
         wsum = 0.0
         for r in range(M):
             wsum += np.float64(SW[r])
-        if wsum == 0.0:
-            return _cast(0.0, W)
-    for r in range(M):
+    chains = 0 < N < _block(W)
+    r = 0
+    while r + 8 <= M:
         for u in range(U):
-            acc = _dot(X, r, W, u, N, ACC)
-            p = acc + b[u] if has_b else acc
+            if chains:
+                w0 = W[u, 0]
+                p0 = X[r, 0] * w0
+                p1 = X[r + 1, 0] * w0
+                p2 = X[r + 2, 0] * w0
+                p3 = X[r + 3, 0] * w0
+                p4 = X[r + 4, 0] * w0
+                p5 = X[r + 5, 0] * w0
+                p6 = X[r + 6, 0] * w0
+                p7 = X[r + 7, 0] * w0
+                for j in range(1, N):
+                    wj = W[u, j]
+                    p0 = p0 + X[r, j] * wj
+                    p1 = p1 + X[r + 1, j] * wj
+                    p2 = p2 + X[r + 2, j] * wj
+                    p3 = p3 + X[r + 3, j] * wj
+                    p4 = p4 + X[r + 4, j] * wj
+                    p5 = p5 + X[r + 5, j] * wj
+                    p6 = p6 + X[r + 6, j] * wj
+                    p7 = p7 + X[r + 7, j] * wj
+            else:
+                # Long rows: one blocked dot each (one call site keeps the code small; CS, the
+                # cascade's scratch, holds the eight results until the sum needs it).
+                for k in range(8):
+                    CS[k] = _dot(X, (r + k) * N, W, u * N, N)
+                p0 = CS[0]
+                p1 = CS[1]
+                p2 = CS[2]
+                p3 = CS[3]
+                p4 = CS[4]
+                p5 = CS[5]
+                p6 = CS[6]
+                p7 = CS[7]
+            if has_b:
+                bu = b[u]
+                p0 = p0 + bu
+                p1 = p1 + bu
+                p2 = p2 + bu
+                p3 = p3 + bu
+                p4 = p4 + bu
+                p5 = p5 + bu
+                p6 = p6 + bu
+                p7 = p7 + bu
+            e0 = p0 - Y[r, u]
+            e1 = p1 - Y[r + 1, u]
+            e2 = p2 - Y[r + 2, u]
+            e3 = p3 - Y[r + 3, u]
+            e4 = p4 - Y[r + 4, u]
+            e5 = p5 - Y[r + 5, u]
+            e6 = p6 - Y[r + 6, u]
+            e7 = p7 - Y[r + 7, u]
+            k = r * U + u
+            if has_sw:
+                SQ[k] = (e0 * e0) * SW[r]
+                SQ[k + U] = (e1 * e1) * SW[r + 1]
+                SQ[k + 2 * U] = (e2 * e2) * SW[r + 2]
+                SQ[k + 3 * U] = (e3 * e3) * SW[r + 3]
+                SQ[k + 4 * U] = (e4 * e4) * SW[r + 4]
+                SQ[k + 5 * U] = (e5 * e5) * SW[r + 5]
+                SQ[k + 6 * U] = (e6 * e6) * SW[r + 6]
+                SQ[k + 7 * U] = (e7 * e7) * SW[r + 7]
+            else:
+                SQ[k] = e0 * e0
+                SQ[k + U] = e1 * e1
+                SQ[k + 2 * U] = e2 * e2
+                SQ[k + 3 * U] = e3 * e3
+                SQ[k + 4 * U] = e4 * e4
+                SQ[k + 5 * U] = e5 * e5
+                SQ[k + 6 * U] = e6 * e6
+                SQ[k + 7 * U] = e7 * e7
+        r += 8
+    while r < M:
+        for u in range(U):
+            p = _dot(X, r * N, W, u * N, N)
+            if has_b:
+                p = p + b[u]
             e = p - Y[r, u]
             SQ[r * U + u] = (e * e) * SW[r] if has_sw else e * e
-    return _sum_flat(SQ, M * U, vec) / _cast(U * wsum, W)
+        r += 1
+    total = _sum_contiguous(SQ, np.intp(0), M * U, CS)
+    if has_sw and wsum == 0.0:
+        return _cast(0.0, W)
+    return total / _cast(U * wsum, W)
 
 
-@numba.njit(**_JIT)
-def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, vec, ACC,
+@numba.njit(**_KERNEL)
+def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, CS,
                 SW, has_sw):
-    """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used).
-
-    Writes gW, gb (when has_b) and returns the batch loss in T.
-    """
+    """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used):
+    sgd.cpp's ``batch_gradient``. Writes gW, gb (when has_b) and returns the batch loss in T."""
     U, N = W.shape
     zero = _cast(0.0, W)
     # Sample weights: a weighted mean, sum(w e^2) / (U sum(w)), the weight sum taken in double
@@ -235,11 +524,87 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
     for u in range(U):
         for j in range(N):
             gW[u, j] = zero
-    for i in range(B):
+    chains = 0 < N < _block(W)
+    # Four rows at a time: each weight-gradient element takes the four rows' terms in row
+    # order, the same rounding sequence as one row at a time.
+    i = 0
+    while i + 4 <= B:
+        if use_order:
+            r0 = order[epoch, start + i]
+            r1 = order[epoch, start + i + 1]
+            r2 = order[epoch, start + i + 2]
+            r3 = order[epoch, start + i + 3]
+        else:
+            r0 = start + i
+            r1 = r0 + 1
+            r2 = r0 + 2
+            r3 = r0 + 3
+        for u in range(U):
+            if chains:
+                w0 = W[u, 0]
+                p0 = X[r0, 0] * w0
+                p1 = X[r1, 0] * w0
+                p2 = X[r2, 0] * w0
+                p3 = X[r3, 0] * w0
+                for j in range(1, N):
+                    wj = W[u, j]
+                    p0 = p0 + X[r0, j] * wj
+                    p1 = p1 + X[r1, j] * wj
+                    p2 = p2 + X[r2, j] * wj
+                    p3 = p3 + X[r3, j] * wj
+            else:
+                # Long rows: one blocked dot each (one call site keeps the code small; CS, the
+                # cascade's scratch, holds the four results until the sums need it).
+                for k in range(4):
+                    r = order[epoch, start + i + k] if use_order else start + i + k
+                    CS[k] = _dot(X, r * N, W, u * N, N)
+                p0 = CS[0]
+                p1 = CS[1]
+                p2 = CS[2]
+                p3 = CS[3]
+            if has_b:
+                bu = b[u]
+                p0 = p0 + bu
+                p1 = p1 + bu
+                p2 = p2 + bu
+                p3 = p3 + bu
+            e0 = p0 - Y[r0, u]
+            e1 = p1 - Y[r1, u]
+            e2 = p2 - Y[r2, u]
+            e3 = p3 - Y[r3, u]
+            k = i * U + u
+            if has_sw:
+                g0 = (e0 * c) * SW[r0]
+                g1 = (e1 * c) * SW[r1]
+                g2 = (e2 * c) * SW[r2]
+                g3 = (e3 * c) * SW[r3]
+                SQ[k] = (e0 * e0) * SW[r0]
+                SQ[k + U] = (e1 * e1) * SW[r1]
+                SQ[k + 2 * U] = (e2 * e2) * SW[r2]
+                SQ[k + 3 * U] = (e3 * e3) * SW[r3]
+            else:
+                g0 = e0 * c
+                g1 = e1 * c
+                g2 = e2 * c
+                g3 = e3 * c
+                SQ[k] = e0 * e0
+                SQ[k + U] = e1 * e1
+                SQ[k + 2 * U] = e2 * e2
+                SQ[k + 3 * U] = e3 * e3
+            G[k] = g0
+            G[k + U] = g1
+            G[k + 2 * U] = g2
+            G[k + 3 * U] = g3
+            for j in range(N):
+                gW[u, j] = (((gW[u, j] + g0 * X[r0, j]) + g1 * X[r1, j]) + g2 * X[r2, j]) + (
+                    g3 * X[r3, j])
+        i += 4
+    while i < B:
         r = order[epoch, start + i] if use_order else start + i
         for u in range(U):
-            acc = _dot(X, r, W, u, N, ACC)
-            p = acc + b[u] if has_b else acc
+            p = _dot(X, r * N, W, u * N, N)
+            if has_b:
+                p = p + b[u]
             e = p - Y[r, u]
             if has_sw:
                 SQ[i * U + u] = (e * e) * SW[r]
@@ -250,19 +615,22 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
             G[i * U + u] = g
             for j in range(N):
                 gW[u, j] = gW[u, j] + g * X[r, j]
+        i += 1
     if has_b:
-        _sum_columns(G, B, U, vec, gb)
+        _column_sums(G, B, U, gb, CS)
+    total = _sum_contiguous(SQ, np.intp(0), B * U, CS)
     if wsum == 0.0:
         return zero
-    return _sum_flat(SQ, B * U, vec) / _cast(U * wsum, W)
+    return total / _cast(U * wsum, W)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
 def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, maximize, neg_lr):
     """torch.optim.SGD single-tensor step on flat ``p``, using ``g`` as scratch.
 
     Returns whether every new value of ``p`` is finite. One flag-free loop per stage keeps the
-    compiled code small; each element still sees exactly torch's sequence of roundings.
+    compiled code small and vectorisable; each element still sees exactly torch's sequence of
+    roundings.
     """
     n = p.shape[0]
     if maximize:
@@ -285,11 +653,13 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
                 g[k] = _fma(buf[k], mu, g[k])
         else:
             d = buf
-    bad = _cast(0.0, p)
+    # q - q is 0 for a finite q and NaN otherwise: an integer count (which LLVM vectorises)
+    # tells the same as the kernel's floating-point sum of them.
+    bad = 0
     for k in range(n):
         q = _fma(d[k], neg_lr, p[k])
         p[k] = q
-        bad = bad + (q - q)  # stays 0 unless some q is inf or nan
+        bad += (q - q) != 0
     return bad == 0
 
 
@@ -297,12 +667,26 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
 def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
                   wd_w, wd_b, momentum, dampening, nesterov, maximize,
                   buf_W, buf_b, initialized, losses, Xv, Yv, vlosses, has_valid,
-                  target_loss, vec, G, SQ, SQv, gW, gb, ACC, SW, has_sw):
+                  target_loss, SW, has_sw):
+    """sgd.cpp's ``train``: ``lr.shape[0]`` epochs of steps, in place; (steps, status)."""
     U, N = W.shape
     E = lr.shape[0]
     S = (R + batch_size - 1) // batch_size
+    # Scratch, one allocation per call: the scaled and the squared errors of a batch, the
+    # validation set's squared errors, the gradients, the cascade levels.
+    nbu = min(batch_size, R) * U
+    nvu = Xv.shape[0] * U if has_valid else 0
+    ngb = U if has_b else 0
+    o = 2 * nbu + nvu
+    scratch = np.empty(o + U * N + ngb + 4 * _block(W), dtype=W.dtype)
+    G = scratch[:nbu]
+    SQ = scratch[nbu:2 * nbu]
+    SQv = scratch[2 * nbu:o]
+    gWf = scratch[o:o + U * N]
+    gW = gWf.reshape(U, N)
+    gb = scratch[o + U * N:o + U * N + ngb]
+    CS = scratch[o + U * N + ngb:]
     Wf = W.reshape(U * N)
-    gWf = gW.reshape(U * N)
     bufWf = buf_W.reshape(buf_W.size)
     wdw_on = wd_w != 0.0
     wdb_on = wd_b != 0.0
@@ -317,7 +701,7 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
         for s in range(S):
             start = s * batch_size
             B = min(batch_size, R - start)
-            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, vec, ACC,
+            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, CS,
                              SW, has_sw)
             blf = np.float64(bl)
             losses[e * S + s] = blf
@@ -337,35 +721,54 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
             if blf < target_loss:
                 return steps, 1
         if has_valid:
-            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, vec, ACC, SW[:0], False))
+            vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, CS, SW, np.bool_(False)))
     return steps, 0
+
+
+@numba.njit(**_JIT)
+def _train_plain(X, Y, W, b, has_b, batch_size, lr, wd_w, wd_b, maximize, losses, target_loss):
+    """``_train_kernel`` without order, momentum, validation or sample weights: the common call,
+    with half the arguments for the dispatcher to type."""
+    no = np.bool_(False)
+    e1 = np.empty(0, dtype=W.dtype)
+    e2 = np.empty((0, 0), dtype=W.dtype)
+    return _train_kernel(X, Y, W, b, has_b, np.empty((1, 0), dtype=np.int64), no, X.shape[0],
+                         batch_size, lr, wd_w, wd_b, 0.0, 0.0, no, maximize, e2, e1, no,
+                         losses, e2, e2, losses[:0], no, target_loss, e1, no)
+
+
+@numba.njit(**_JIT)
+def _loss_entry(X, Y, W, b, has_b, SW, has_sw):
+    SQ = np.empty(X.shape[0] * W.shape[0], dtype=W.dtype)
+    CS = np.empty(4 * _block(W), dtype=W.dtype)
+    return _loss_kernel(X, Y, W, b, has_b, SQ, CS, SW, has_sw)
+
+
+@numba.njit(**_JIT)
+def _gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw):
+    M = X.shape[0]
+    U = W.shape[0]
+    G = np.empty(M * U, dtype=W.dtype)
+    SQ = np.empty(M * U, dtype=W.dtype)
+    CS = np.empty(4 * _block(W), dtype=W.dtype)
+    order = np.empty((1, 0), dtype=np.int64)
+    nil = np.intp(0)
+    return _batch_grad(X, Y, W, b, has_b, order, np.bool_(False), nil, nil, M, gW, gb, G, SQ, CS,
+                       SW, has_sw)
 
 
 # --------------------------------------------------------------------------------------------
 # Python entry points (arguments already validated by linsgd.kernels)
 # --------------------------------------------------------------------------------------------
 
-
-def _lanes(dtype: np.dtype) -> int:
-    # ATen registers no AVX512 sum kernel, so the AVX2 one (32-byte vectors) runs everywhere.
-    return 32 // np.dtype(dtype).itemsize
-
-
-def _dot_scratch(dtype: np.dtype) -> np.ndarray:
-    # Lanes of the blocked dot product: 128 bytes' worth, as DotLanes in math.hpp.
-    return np.empty(128 // np.dtype(dtype).itemsize, dtype=dtype)
-
-
-def _weights(sample_weight: np.ndarray | None, dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    if sample_weight is None:
-        return np.empty(0, dtype=dtype), False
-    return sample_weight, True
-
-
-def _bias(b: np.ndarray | None, dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    if b is None:
-        return np.empty(0, dtype=dtype), False
-    return b, True
+# Zero-size stand-ins for the absent optional arrays, one set per dtype. Nothing is ever
+# written to a zero-size array, so one set serves every call and every thread.
+_EMPTY = {
+    np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt))
+    for dt in (np.float64, np.float32)
+}
+_NO_ORDER = np.empty((1, 0), dtype=np.int64)
+_NO_LOSSES = np.empty(0, dtype=np.float64)
 
 
 def loss(
@@ -394,11 +797,11 @@ def loss(
         The loss, computed in ``T`` as torch's ``MSELoss`` (sequential dot, then ``+ b``;
         cascade sum of the squared errors; divided by ``M*U``).
     """
-    dtype = W.dtype
-    bb, has_b = _bias(b, dtype)
-    SQ = np.empty(X.shape[0] * W.shape[0], dtype=dtype)
-    sw, has_sw = _weights(sample_weight, dtype)
-    return float(_loss_kernel(X, Y, W, bb, has_b, SQ, _lanes(dtype), _dot_scratch(dtype), sw, has_sw))
+    e1 = _EMPTY[W.dtype][0]
+    return float(_loss_entry(
+        X, Y, W, e1 if b is None else b, b is not None,
+        e1 if sample_weight is None else sample_weight, sample_weight is not None,
+    ))
 
 
 def gradient(
@@ -432,20 +835,12 @@ def gradient(
     float
         The batch loss (before any update).
     """
-    dtype = W.dtype
-    bb, has_b = _bias(b, dtype)
-    gbb = gb if (has_b and gb is not None) else np.empty(0, dtype=dtype)
-    M = X.shape[0]
-    U = W.shape[0]
-    G = np.empty(M * U, dtype=dtype)
-    SQ = np.empty(M * U, dtype=dtype)
-    order = np.empty((1, 0), dtype=np.int64)
-    return float(
-        _batch_grad(
-            X, Y, W, bb, has_b, order, False, 0, 0, M, gW, gbb, G, SQ, _lanes(dtype),
-            _dot_scratch(dtype), *_weights(sample_weight, dtype),
-        )
-    )
+    e1 = _EMPTY[W.dtype][0]
+    has_b = b is not None
+    return float(_gradient_entry(
+        X, Y, W, b if has_b else e1, has_b, gW, gb if (has_b and gb is not None) else e1,
+        e1 if sample_weight is None else sample_weight, sample_weight is not None,
+    ))
 
 
 def train(
@@ -524,43 +919,34 @@ def train(
         0 completed, 1 ``target_loss`` reached, 2 diverged (non-finite loss: step not applied;
         or non-finite parameter after a step). 3 (interrupted) is never returned here.
     """
-    dtype = W.dtype
-    U, N = W.shape
-    bb, has_b = _bias(b, dtype)
-    if has_b and buf_b is None:
-        buf_b = np.empty(U, dtype=dtype)
-    bufb = buf_b if has_b else np.empty(0, dtype=dtype)
-    bufW = buf_W if buf_W is not None else np.empty((U, N), dtype=dtype)
-    if order is None:
-        ordr = np.empty((1, 0), dtype=np.int64)
-        use_order = False
-        R = X.shape[0]
-    else:
-        ordr = order
-        use_order = True
-        R = order.shape[1]
-    has_valid = X_valid is not None
-    if has_valid:
-        Xv, Yv, vl = X_valid, Y_valid, valid_losses
-        SQv = np.empty(Xv.shape[0] * U, dtype=dtype)
-    else:
-        Xv = np.empty((0, N), dtype=dtype)
-        Yv = np.empty((0, U), dtype=dtype)
-        vl = np.empty(0, dtype=np.float64)
-        SQv = np.empty(0, dtype=dtype)
-    bs = int(batch_size)
-    nb = min(bs, R)
-    G = np.empty(nb * U, dtype=dtype)
-    SQ = np.empty(nb * U, dtype=dtype)
-    gW = np.empty((U, N), dtype=dtype)
-    gb = np.empty(U if has_b else 0, dtype=dtype)
+    # The jitted kernels return Python ints; arguments are converted only where a caller's
+    # numpy scalar or int would make numba compile another specialisation.
     wd = float(weight_decay)
-    steps, status = _train_kernel(
-        X, Y, W, bb, has_b, ordr, use_order, int(R), bs, lr,
-        wd + 2.0 * float(l2), wd if decay_bias else 0.0,
-        float(momentum), float(dampening), bool(nesterov), bool(maximize),
-        bufW, bufb, bool(momentum_initialized), losses, Xv, Yv, vl, has_valid,
-        float(target_loss), _lanes(dtype), G, SQ, SQv, gW, gb, _dot_scratch(dtype),
-        *_weights(sample_weight, dtype),
+    wd_w = wd + 2.0 * float(l2)
+    wd_b = wd if decay_bias else 0.0
+    momentum = float(momentum)
+    if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
+        return _train_plain(
+            X, Y, W, _EMPTY[W.dtype][0] if b is None else b, b is not None, int(batch_size), lr,
+            wd_w, wd_b, bool(maximize), losses, float(target_loss),
+        )
+    e1, e2 = _EMPTY[W.dtype]
+    has_b = b is not None
+    if momentum != 0.0:
+        if buf_W is None:
+            buf_W = np.empty_like(W)
+        if has_b and buf_b is None:
+            buf_b = np.empty_like(b)
+    has_valid = X_valid is not None
+    return _train_kernel(
+        X, Y, W, b if has_b else e1, has_b,
+        _NO_ORDER if order is None else order, order is not None,
+        X.shape[0] if order is None else order.shape[1], int(batch_size), lr,
+        wd_w, wd_b, momentum, float(dampening), bool(nesterov), bool(maximize),
+        e2 if buf_W is None else buf_W, buf_b if (has_b and buf_b is not None) else e1,
+        bool(momentum_initialized), losses,
+        X_valid if has_valid else e2, Y_valid if has_valid else e2,
+        valid_losses if has_valid else _NO_LOSSES, has_valid,
+        float(target_loss),
+        e1 if sample_weight is None else sample_weight, sample_weight is not None,
     )
-    return int(steps), int(status)

@@ -2,29 +2,79 @@
 
 Arrays follow torch's layout: ``X`` is ``(M, N)``, ``Y`` is ``(M, U)`` (or ``(M,)`` when
 ``U == 1``), ``W`` is ``(U, N)`` and ``b`` is ``(U,)`` or ``None`` for a model without a bias.
-``W`` and ``b`` are updated in place, so they must be writable C-contiguous arrays of ``X``'s
-dtype: numpy arrays, or CPU torch tensors (used without a copy). ``X`` and ``Y`` may be any
-array-like of float32 or float64; a non-contiguous one is copied once per call. Every function
-takes ``backend=None`` (``"cpp"``, ``"numba"``; ``"cuda"`` where built); ``LINSGD_BACKEND``
-overrides the default.
+Every function takes ``backend=None`` (``"cpp"``, ``"numba"``; ``"cuda"`` where built);
+``LINSGD_BACKEND`` overrides the default. GPU arrays (torch CUDA tensors, CuPy arrays, anything
+with ``__cuda_array_interface__``) go to the CUDA backend and are updated in place there.
+
+Inputs, and what is done with them
+----------------------------------
+* ``X``, ``Y`` (and ``eval_set``): numpy arrays, ``np.memmap`` files, CPU torch tensors or
+  anything ``np.asarray`` takes, of dtype float32 or float64 (``X``'s dtype is the model's;
+  ``Y`` must have the same). They are read only, so read-only arrays are fine. A C-contiguous,
+  aligned array in native byte order is used as it is, without a copy (a memmap is read straight
+  from its file); any other layout (Fortran order, slices with steps, negative strides,
+  unaligned or byte-swapped data) is copied once per call into a C-contiguous array.
+  Integer, bool, complex and object arrays are refused (``TypeError``): cast them first.
+* ``W``, ``b``: updated in place by ``step``/``epoch``/``train``, so they must be writable,
+  C-contiguous, aligned arrays of ``X``'s dtype in native byte order (numpy arrays or CPU torch
+  tensors, used without a copy); anything else is refused (``ValueError``/``TypeError`` naming
+  the argument) rather than silently trained on a copy. ``loss`` and ``gradient`` only read
+  them (any layout; copied when needed). Parameters must not share memory with ``X``, ``Y``,
+  ``sample_weight``, ``order`` or each other (``ValueError``).
+* ``state``: a dict; the momentum buffers it holds must be writable C-contiguous arrays of
+  ``W``'s and ``b``'s shape and dtype (they are updated in place).
+* ``order``/``orders``: integer row indices in ``[0, M)``. Indices may repeat and an epoch may
+  have fewer or more rows than ``X`` (sampling with replacement, bootstrap epochs).
+* Empty data (``M == 0``), a ``batch_size`` below 1, non-finite hyper-parameters, NaN or infinity
+  in ``W``/``b`` (always) or in the data (with ``check_finite=True``, the default) raise a
+  ``ValueError`` naming the argument. ``N == 0`` features is allowed (a bias-only model). A
+  ``batch_size`` larger than the epoch means one batch per epoch.
+
+Divergence, interruption, threads
+---------------------------------
+* ``step`` and ``epoch`` raise :class:`~linsgd.DivergenceError` (a ``FloatingPointError``)
+  naming the epoch and step whose loss was NaN/infinite (that step is not applied) or whose
+  update made ``W``/``b`` non-finite (they then hold those values); ``train`` reports
+  ``status="diverged"``.
+* Ctrl-C (``KeyboardInterrupt``) stops a running call within a fraction of a second on every
+  CPU backend (the numba backend runs long calls in chunks of about 50 ms for this; the chunks
+  give the same bits as one call). ``W``, ``b`` and the momentum buffers in ``state`` then hold
+  the values of some step part-way through the call, and ``state["step"]`` is not advanced: copy
+  them first if they must survive an interruption (:class:`~linsgd.LinearRegressor` does; its
+  model is left unchanged).
+* The kernels release the GIL, so calls on different models run in parallel threads and give
+  exactly the results they give one after the other. Updating the same ``W``/``b``/``state``
+  from two threads at once is a data race: serialising such calls is the caller's job.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._backends import get_backend
+from . import _cuda_dispatch as _cd
+from ._backends import resolve_backend
 from .exceptions import DivergenceError
+
+try:  # a tight C++ loop: one pass, no allocation, GIL released for large arrays
+    from ._core import all_finite as _core_all_finite
+except ImportError:  # a numba-only install
+    _core_all_finite = None
 
 __all__ = ["TrainResult", "epoch", "gradient", "loss", "step", "train"]
 
 _STATUS = {0: "completed", 1: "target_loss", 2: "diverged", 3: "interrupted"}
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_REAL_TYPES = (int, float, np.integer, np.floating)
+_NAN = float("nan")
 
 
 @dataclass
@@ -55,119 +105,206 @@ class TrainResult:
     status: str
 
 
+# ----------------------------------------------------------------------------- finiteness
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every element of the float32/float64 array ``a`` is finite, without allocating."""
+    if _core_all_finite is not None:
+        return _core_all_finite(a)
+    if a.size == 0:
+        return True
+    # min and max propagate NaN and expose +-inf: two passes, no temporary the size of a
+    return math.isfinite(a.min()) and math.isfinite(a.max())
+
+
+def _require_finite(a: np.ndarray, name: str) -> None:
+    if not _all_finite(a):
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
 def _is_torch_tensor(obj: Any) -> bool:
     return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
 
 
-def _to_numpy(obj: Any, name: str) -> np.ndarray:
+def _as_ndarray(obj: Any, name: str) -> np.ndarray:
+    """``obj`` as a base-class ndarray sharing its memory where it can (no dtype change)."""
     if isinstance(obj, np.ndarray):
-        return obj
+        if isinstance(obj, np.ma.MaskedArray):
+            raise TypeError(f"{name} is a masked array; pass {name}.filled(...) or the valid rows")
+        # np.memmap, np.matrix, ...: the same memory seen as a plain ndarray
+        return obj if type(obj) is np.ndarray else obj.view(np.ndarray)
+    if obj is None:
+        raise TypeError(f"{name} must be an array, got None")
     if _is_torch_tensor(obj):
         if obj.device.type != "cpu":
             raise ValueError(
                 f"{name} is a torch tensor on {obj.device}; the CPU backends need CPU tensors "
                 "(use backend='cuda' for GPU data where linsgd's CUDA module is available)"
             )
-        return obj.detach().numpy()
-    if obj is None:
-        raise TypeError(f"{name} must be an array, got None")
+        try:
+            return obj.detach().numpy()
+        except (TypeError, RuntimeError) as exc:
+            raise TypeError(f"{name} is a torch tensor numpy cannot view ({exc})") from None
     try:
         return np.asarray(obj)
     except Exception as exc:
-        raise TypeError(f"{name} must be array-like, got {type(obj).__name__}") from exc
+        raise TypeError(f"{name} must be array-like, got {type(obj).__name__} ({exc})") from None
 
 
-def _float_dtype(a: np.ndarray, name: str) -> np.dtype:
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    return a.dtype
+def _native_float(dt: np.dtype) -> np.dtype | None:
+    """float32 or float64 (native byte order) for a float32/float64 dtype of any byte order."""
+    if dt is _F64 or dt is _F32:
+        return dt
+    if dt.kind == "f" and dt.itemsize in (4, 8):
+        return _F64 if dt.itemsize == 8 else _F32
+    return None
 
 
-def _check_finite(a: np.ndarray, name: str) -> None:
-    if a.size and not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+def _dtype_error(name: str, dt: np.dtype, want: str) -> TypeError:
+    hint = ""
+    if dt.kind in "biu":
+        hint = f"; cast it first, e.g. {name}.astype(np.float64)"
+    elif dt.kind == "c":
+        hint = "; complex values are not supported"
+    return TypeError(f"{name} must have dtype {want}, got {dt}{hint}")
+
+
+def _behaved(a: np.ndarray) -> bool:
+    f = a.flags
+    return f.c_contiguous and f.aligned
+
+
+def _readable(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """``a`` as a C-contiguous aligned array of the native dtype ``dt``: itself when it is one."""
+    if a.dtype is dt or a.dtype == dt:
+        if _behaved(a):
+            return a
+    out = np.ascontiguousarray(a, dtype=dt)
+    if not out.flags.aligned:
+        out = out.copy()
+    return out
 
 
 def _data(
     X: Any, Y: Any, check_finite: bool, xname: str = "X", yname: str = "Y"
 ) -> tuple[np.ndarray, np.ndarray]:
-    x = _to_numpy(X, xname)
-    dt = _float_dtype(x, xname)
+    x = X if type(X) is np.ndarray else _as_ndarray(X, xname)
+    dt = _native_float(x.dtype)
+    if dt is None:
+        raise _dtype_error(xname, x.dtype, "float32 or float64")
     if x.ndim != 2:
         raise ValueError(f"{xname} must be 2-D (samples, features), got shape {x.shape}")
-    if x.shape[0] < 1:
+    m = x.shape[0]
+    if m < 1:
         raise ValueError(f"{xname} must have at least one row, got shape {x.shape}")
-    y = _to_numpy(Y, yname)
-    if y.dtype != dt:
-        _float_dtype(y, yname)
+    y = Y if type(Y) is np.ndarray else _as_ndarray(Y, yname)
+    ydt = _native_float(y.dtype)
+    if ydt is not dt:
+        if ydt is None:
+            raise _dtype_error(yname, y.dtype, f"{dt} (the dtype of {xname})")
         raise TypeError(f"{yname} must have the same dtype as {xname} ({dt}), got {y.dtype}")
+    yshape = y.shape
     if y.ndim == 1:
         y = y.reshape(-1, 1)
-    if y.ndim != 2 or y.shape[0] != x.shape[0]:
+    if y.ndim != 2 or y.shape[0] != m or y.shape[1] < 1:
         raise ValueError(
-            f"{yname} must have shape ({x.shape[0]}, U) or ({x.shape[0]},) to match {xname}, "
-            f"got {np.shape(Y)}"
+            f"{yname} must have shape ({m}, U) with U >= 1, or ({m},), to match {xname}, "
+            f"got {yshape}"
         )
-    x = np.ascontiguousarray(x)
-    y = np.ascontiguousarray(y)
+    x = _readable(x, dt)
+    y = _readable(y, dt)
     if check_finite:
-        _check_finite(x, xname)
-        _check_finite(y, yname)
+        _require_finite(x, xname)
+        _require_finite(y, yname)
     return x, y
+
+
+def _param(obj: Any, name: str, dt: np.dtype, shape: tuple, writable: bool) -> np.ndarray:
+    if (
+        writable
+        and type(obj) is not np.ndarray
+        and not (isinstance(obj, np.ndarray) or _is_torch_tensor(obj))
+    ):
+        raise TypeError(
+            f"{name} must be a numpy array or a CPU torch tensor: it is updated in place, "
+            f"got {type(obj).__name__}"
+        )
+    a = obj if type(obj) is np.ndarray else _as_ndarray(obj, name)
+    adt = a.dtype
+    if adt is not dt and adt != dt:
+        if _native_float(adt) is not dt:
+            raise _dtype_error(name, adt, f"{dt} (the dtype of X)")
+        if writable:
+            raise TypeError(f"{name} must have native byte order ({dt}): it is updated in place")
+    if a.shape != shape:
+        what = "(U, N)" if len(shape) == 2 else "(U,)"
+        extra = "" if len(shape) == 2 else " or be None"
+        raise ValueError(f"{name} must have shape {what} = {shape}{extra}, got {a.shape}")
+    if writable:
+        f = a.flags
+        if not f.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous: it is updated in place")
+        if not f.writeable:
+            raise ValueError(f"{name} must be writable: it is updated in place")
+        if not f.aligned:
+            raise ValueError(f"{name} must be aligned: it is updated in place")
+    else:
+        a = _readable(a, dt)
+    _require_finite(a, name)
+    return a
 
 
 def _params(
     W: Any, b: Any, x: np.ndarray, y: np.ndarray, *, writable: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     u, n = y.shape[1], x.shape[1]
-    w = _to_numpy(W, "W")
-    if w.dtype != x.dtype:
-        _float_dtype(w, "W")
-        raise TypeError(f"W must have the same dtype as X ({x.dtype}), got {w.dtype}")
-    if w.shape != (u, n):
-        raise ValueError(f"W must have shape (U, N) = ({u}, {n}), got {w.shape}")
-    bias = None
-    if b is not None:
-        bias = _to_numpy(b, "b")
-        if bias.dtype != x.dtype:
-            _float_dtype(bias, "b")
-            raise TypeError(f"b must have the same dtype as X ({x.dtype}), got {bias.dtype}")
-        if bias.shape != (u,):
-            raise ValueError(f"b must have shape (U,) = ({u},) or be None, got {bias.shape}")
-    for arr, name in ((w, "W"), (bias, "b")):
-        if arr is None:
-            continue
-        if writable:
-            if not arr.flags.c_contiguous:
-                raise ValueError(f"{name} must be C-contiguous: it is updated in place")
-            if not arr.flags.writeable:
-                raise ValueError(f"{name} must be writable: it is updated in place")
-        _check_finite(arr, name)
-    if not writable:
-        w = np.ascontiguousarray(w)
-        bias = None if bias is None else np.ascontiguousarray(bias)
+    w = _param(W, "W", x.dtype, (u, n), writable)
+    bias = None if b is None else _param(b, "b", x.dtype, (u,), writable)
     return w, bias
 
 
-def _sample_weight(sample_weight: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    # Returned as keyword arguments so that a backend without weights is called as before.
+def _sample_weight(sample_weight: Any, x: np.ndarray) -> np.ndarray | None:
     if sample_weight is None:
-        return {}
-    sw = _to_numpy(sample_weight, "sample_weight")
-    if sw.dtype.kind not in "fiu" or sw.dtype.kind == "b":
-        raise TypeError(f"sample_weight must hold real numbers, got dtype {sw.dtype}")
+        return None
+    sw = _as_ndarray(sample_weight, "sample_weight")
+    if sw.dtype.kind not in "fiu":
+        raise _dtype_error("sample_weight", sw.dtype, "real (float or integer)")
     if sw.shape != (x.shape[0],):
-        raise ValueError(f"sample_weight must have shape ({x.shape[0]},), one weight per row, got {sw.shape}")
-    sw = np.ascontiguousarray(sw, dtype=x.dtype)
-    if not np.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError(
+            f"sample_weight must have shape ({x.shape[0]},), one weight per row, got {sw.shape}"
+        )
+    sw = _readable(sw, x.dtype)
+    if not _all_finite(sw) or sw.min() < 0:
         raise ValueError("sample_weight must be finite and >= 0")
-    return {"sample_weight": sw}
+    return sw
 
 
-def _real(value: Any, name: str, *, minimum: float | None = None) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+def _no_shared_memory(outputs: list, inputs: list) -> None:
+    """Refuse parameters that share memory with anything else (the compiled binding does this
+    itself; the other backends rely on this check). Every array here is contiguous, so the
+    bounds test of ``np.may_share_memory`` is exact."""
+    outputs = [(a, n) for a, n in outputs if a is not None and a.size]
+    everything = outputs + [(a, n) for a, n in inputs if a is not None and a.size]
+    for i, (a, an) in enumerate(outputs):
+        for j, (c, cn) in enumerate(everything):
+            if j != i and np.may_share_memory(a, c):
+                raise ValueError(f"{an} shares memory with {cn}; pass separate arrays")
+
+
+# ----------------------------------------------------------------------------- scalars
+
+
+def _real(value: Any, name: str, minimum: float | None = None) -> float:
+    if type(value) is float:
+        v = value
+    elif isinstance(value, _REAL_TYPES) and not isinstance(value, (bool, np.bool_)):
+        v = float(value)
+    else:
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if minimum is not None and v < minimum:
@@ -176,21 +313,24 @@ def _real(value: Any, name: str, *, minimum: float | None = None) -> float:
 
 
 def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
-def _batch_size(value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError("batch_size must be an integer, got bool")
-    try:
-        bs = operator.index(value)
-    except TypeError:
-        raise TypeError(f"batch_size must be an integer, got {type(value).__name__}") from None
-    if bs < 1:
-        raise ValueError(f"batch_size must be >= 1, got {bs}")
-    return bs
+def _count(value: Any, name: str, minimum: int) -> int:
+    if type(value) is not int:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer, got bool")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def _hyper(
@@ -201,45 +341,60 @@ def _hyper(
     dampening: Any,
     nesterov: Any,
     maximize: Any,
-) -> dict[str, Any]:
-    h = {
-        "weight_decay": _real(weight_decay, "weight_decay", minimum=0.0),
-        "decay_bias": _flag(decay_bias, "decay_bias"),
-        "l2": _real(l2, "l2", minimum=0.0),
-        "momentum": _real(momentum, "momentum", minimum=0.0),
-        "dampening": _real(dampening, "dampening"),
-        "nesterov": _flag(nesterov, "nesterov"),
-        "maximize": _flag(maximize, "maximize"),
-    }
-    if h["nesterov"] and (h["momentum"] <= 0.0 or h["dampening"] != 0.0):
+) -> tuple:
+    wd = _real(weight_decay, "weight_decay", 0.0)
+    db = _flag(decay_bias, "decay_bias")
+    l2v = _real(l2, "l2", 0.0)
+    mu = _real(momentum, "momentum", 0.0)
+    damp = _real(dampening, "dampening")
+    nest = _flag(nesterov, "nesterov")
+    maxi = _flag(maximize, "maximize")
+    if nest and (mu <= 0.0 or damp != 0.0):
         raise ValueError("nesterov=True requires momentum > 0 and dampening == 0")
-    return h
+    return wd, db, l2v, mu, damp, nest, maxi
 
 
 def _learning_rates(lr: Any, epochs: int) -> np.ndarray:
-    if isinstance(lr, (Sequence, np.ndarray)) and not isinstance(lr, str):
-        rates = np.array([_real(v, "lr", minimum=0.0) for v in lr], dtype=np.float64)
-        if rates.shape != (epochs,):
-            raise ValueError(f"lr must be a number or a sequence of {epochs} per-epoch values, got {len(rates)}")
+    if type(lr) is float and math.isfinite(lr) and lr >= 0.0:
+        out = np.empty(epochs)
+        out.fill(lr)
+        return out
+    if isinstance(lr, np.ndarray) or (isinstance(lr, Sequence) and not isinstance(lr, str)):
+        if isinstance(lr, np.ndarray) and lr.dtype.kind in "fiu":
+            rates = np.array(lr, dtype=np.float64).reshape(-1)
+            if rates.size and not (_all_finite(rates) and rates.min() >= 0.0):
+                raise ValueError("lr must hold finite values >= 0")
+        else:
+            rates = np.array([_real(v, "lr", 0.0) for v in lr], dtype=np.float64)
+        if np.ndim(lr) != 1 or rates.shape != (epochs,):
+            raise ValueError(
+                f"lr must be a number or a sequence of {epochs} per-epoch values, "
+                f"got shape {np.shape(lr)}"
+            )
         return rates
-    return np.full(epochs, _real(lr, "lr", minimum=0.0), dtype=np.float64)
+    return np.full(epochs, _real(lr, "lr", 0.0))
 
 
 def _orders(order: Any, m: int, epochs: int, name: str) -> np.ndarray | None:
+    """Row indices as a C-contiguous int64 ``(epochs, R)`` array, every one checked."""
     if order is None:
         return None
-    o = np.asarray(order)
+    o = order if type(order) is np.ndarray else _as_ndarray(order, name)
     if o.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer row indices, got dtype {o.dtype}")
+        raise _dtype_error(name, o.dtype, "integer (row indices)")
     want = 1 if name == "order" else 2
     if o.ndim != want or (want == 2 and o.shape[0] != epochs):
         shape = "(R,)" if want == 1 else f"({epochs}, R)"
         raise ValueError(f"{name} must have shape {shape} of row indices, got {o.shape}")
-    if o.size == 0 or o.shape[-1] == 0:
-        raise ValueError(f"{name} must select at least one row")
-    if o.min() < 0 or o.max() >= m:
-        raise ValueError(f"{name} holds row indices outside [0, {m})")
-    return np.ascontiguousarray(o.reshape(epochs, -1), dtype=np.int64)
+    if o.shape[-1] == 0:
+        raise ValueError(f"{name} must select at least one row per epoch, got shape {o.shape}")
+    if o.size:
+        lo, hi = o.min(), o.max()
+        if lo < 0 or hi >= m:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} holds row index {bad}, outside [0, {m}) for X's {m} rows")
+    o = _readable(o, _I64)
+    return o.reshape(epochs, o.shape[-1])
 
 
 def _momentum_buffers(
@@ -249,20 +404,269 @@ def _momentum_buffers(
         return None, None, False
     if state is not None and "momentum_buffer_W" in state:
         bw = state["momentum_buffer_W"]
-        bb = state.get("momentum_buffer_b")
-        if not isinstance(bw, np.ndarray) or bw.shape != w.shape or bw.dtype != w.dtype:
-            raise ValueError("state['momentum_buffer_W'] does not match W (shape and dtype)")
-        if bias is not None and (
-            not isinstance(bb, np.ndarray) or bb.shape != bias.shape or bb.dtype != bias.dtype
-        ):
-            raise ValueError("state['momentum_buffer_b'] does not match b (shape and dtype)")
-        return bw, (bb if bias is not None else None), True
+        bb = state.get("momentum_buffer_b") if bias is not None else None
+        for buf, p, key in ((bw, w, "momentum_buffer_W"), (bb, bias, "momentum_buffer_b")):
+            if p is None:
+                continue
+            if not isinstance(buf, np.ndarray) or buf.shape != p.shape or buf.dtype != p.dtype:
+                raise ValueError(
+                    f"state[{key!r}] does not match {'W' if p is w else 'b'} (shape {p.shape}, "
+                    f"dtype {p.dtype}), got {getattr(buf, 'shape', None)} "
+                    f"{getattr(buf, 'dtype', type(buf).__name__)}"
+                )
+            f = buf.flags
+            if not (f.c_contiguous and f.writeable and f.aligned) or buf.dtype is not p.dtype:
+                raise ValueError(
+                    f"state[{key!r}] must be a writable, aligned, C-contiguous array in native "
+                    "byte order: it is updated in place"
+                )
+        return bw, bb, True
     return np.zeros_like(w), (None if bias is None else np.zeros_like(bias)), False
 
 
-def _check_state(state: Any) -> None:
+# ----------------------------------------------------------------------------- the runner
+
+
+def _is_numba(mod: Any) -> bool:
+    return mod.__name__ == "linsgd._numba"
+
+
+# The numba kernel cannot look for a pending Ctrl-C itself, so long runs are cut into calls of
+# about this many seconds, between which Python raises KeyboardInterrupt. Any cut gives the
+# same bits: every step sees the same rows, learning rate and momentum state.
+_CHUNK_SECONDS = 0.05
+_FIRST_CHUNK_WORK = 1 << 22  # multiply-adds in the first chunk, before any timing is known
+
+
+def _train_chunked(mod, x, y, w, bias, order, bs, rates, h, bw, bb, initialized, losses,
+                   xv, yv, vl, target, sw):  # fmt: skip
+    """``mod.train`` over all epochs, in chunks of whole epochs or of one epoch's steps."""
+    m = x.shape[0]
+    rows = m if order is None else order.shape[1]
+    n_epochs = rates.shape[0]
+    steps_per_epoch = -(-rows // bs)
+    total = n_epochs * steps_per_epoch
+    work_per_step = min(bs, rows) * (x.shape[1] + 1) * (y.shape[1] + 1)
+    budget = max(1, _FIRST_CHUNK_WORK // work_per_step)
+    steps_done = 0
+    g = 0  # the next global step index (epoch * steps_per_epoch + step)
+    while g < total:
+        e, s = divmod(g, steps_per_epoch)
+        if s == 0 and budget >= steps_per_epoch:
+            ne = min(budget // steps_per_epoch, n_epochs - e)
+            k = ne * steps_per_epoch
+            sub_order = None if order is None else order[e : e + ne]
+            sub_rates = rates[e : e + ne]
+            v = (xv, yv, None if vl is None else vl[e : e + ne])
+        else:
+            k = min(budget, steps_per_epoch - s)
+            r0, r1 = s * bs, min((s + k) * bs, rows)
+            sub_order = (
+                np.arange(r0, r1, dtype=np.int64) if order is None else order[e, r0:r1]
+            ).reshape(1, -1)
+            sub_rates = rates[e : e + 1]
+            ends_epoch = s + k == steps_per_epoch
+            v = (xv, yv, vl[e : e + 1]) if ends_epoch and vl is not None else (None, None, None)
+        t0 = time.perf_counter()
+        st, status = mod.train(
+            x, y, w, bias, sub_order, bs, sub_rates, *h,
+            bw, bb, initialized, losses[g : g + k], v[0], v[1], v[2], target, sw,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        steps_done += st
+        if bw is not None and st > 0:
+            initialized = True
+        if status != 0:
+            return steps_done, status
+        g += k
+        # the next chunk: about _CHUNK_SECONDS at the speed just measured, growing at most 4x
+        rate = k / max(elapsed, 1e-6)
+        budget = max(1, min(int(rate * _CHUNK_SECONDS), 4 * k))
+    return steps_done, 0
+
+
+def _on_device(*objs: Any) -> bool:
+    """Whether any argument is a GPU array (torch CUDA tensor, CuPy, ...): numpy arrays and
+    None are answered without a look further."""
+    for o in objs:
+        if o is not None and type(o) is not np.ndarray and _cd.is_device_array(o):
+            return True
+    return False
+
+
+def _device_module(backend: str | None):
+    if backend not in (None, "cuda"):
+        raise ValueError(
+            f"X, Y, W or b is a CUDA array; use backend='cuda' (or None), not {backend!r}"
+        )
+    return resolve_backend("cuda")[1]
+
+
+def _device_finite(a: Any, name: str) -> None:
+    if a is not None and not _cd.all_finite(a):
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def _run_device(
+    X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
+    target_loss, sample_weight, check_finite, backend,
+):  # fmt: skip
+    """:func:`_run` for GPU arrays: they go to the CUDA backend in place (it checks their dtype,
+    shape, contiguity and writability itself, naming the argument); the small host arrays
+    (row orders, learning rates, losses) are built here as for the CPU backends."""
+    mod = _device_module(backend)
+    X, Y, W, b = (_cd.as_cuda_arg(a, n) for a, n in ((X, "X"), (Y, "Y"), (W, "W"), (b, "b")))
+    Y = _cd.as_2d_targets(Y)
+    if check_finite:
+        _device_finite(X, "X")
+        _device_finite(Y, "Y")
+    _device_finite(W, "W")
+    _device_finite(b, "b")
+    n_epochs = _count(epochs, "epochs", 0)
+    m = int(X.shape[0])
+    bs = m if batch_size is None else _count(batch_size, "batch_size", 1)
+    h = _hyper(*hyper)
+    rates = _learning_rates(lr, n_epochs)
+    order = None if orders is None or n_epochs == 0 else _orders(orders, m, n_epochs, order_name)
+    rows = m if order is None else order.shape[1]
+    bs = min(bs, max(rows, 1))
+    target = _NAN if target_loss is None else _real(target_loss, "target_loss")
+    xv = yv = vl = None
+    if eval_set is not None:
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+            raise TypeError("eval_set must be a pair (X_valid, Y_valid)")
+        xv = _cd.as_cuda_arg(eval_set[0], "X_valid")
+        yv = _cd.as_2d_targets(_cd.as_cuda_arg(eval_set[1], "Y_valid"))
+        if check_finite:
+            _device_finite(xv, "X_valid")
+            _device_finite(yv, "Y_valid")
+        vl = np.full(n_epochs, np.nan)
+    sw = None if sample_weight is None else _cd.as_cuda_arg(sample_weight, "sample_weight")
+    steps_per_epoch = -(-rows // bs) if rows else 0
+    losses = np.full(n_epochs * steps_per_epoch, np.nan)
+    bw = bb = None
+    initialized = False
+    if h[3] != 0.0:
+        if state is not None and "momentum_buffer_W" in state:
+            bw, bb, initialized = state["momentum_buffer_W"], state.get("momentum_buffer_b"), True
+        else:
+            bw, bb = _cd.zeros_like(W), _cd.zeros_like(b)
+    if n_epochs == 0:
+        steps, status = 0, 0
+    else:
+        steps, status = mod.train(
+            X, Y, W, b, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
+            target, sw,
+        )  # fmt: skip
+    if state is not None:
+        if bw is not None and (initialized or steps > 0):
+            state["momentum_buffer_W"] = bw
+            if bb is not None:
+                state["momentum_buffer_b"] = bb
+        state["step"] = int(state.get("step", 0)) + int(steps)
+    return losses, vl, int(steps), int(status), max(steps_per_epoch, 1), W, b
+
+
+def _run(
+    X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
+    target_loss, sample_weight, check_finite, backend,
+):  # fmt: skip
+    """Validate, then train; return (losses (E*S,), valid_losses, steps, status, S, w, bias)."""
     if state is not None and not isinstance(state, dict):
         raise TypeError(f"state must be a dict or None, got {type(state).__name__}")
+    if not (type(X) is np.ndarray and type(W) is np.ndarray) and _on_device(
+        X, Y, W, b, *(eval_set if isinstance(eval_set, (tuple, list)) else ())
+    ):
+        return _run_device(
+            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
+            target_loss, sample_weight, check_finite, backend,
+        )  # fmt: skip
+    name, mod = resolve_backend(backend)
+    x, y = _data(X, Y, check_finite)
+    w, bias = _params(W, b, x, y, writable=True)
+    n_epochs = _count(epochs, "epochs", 0)
+    m = x.shape[0]
+    bs = m if batch_size is None else _count(batch_size, "batch_size", 1)
+    h = _hyper(*hyper)
+    rates = _learning_rates(lr, n_epochs)
+    order = None
+    if orders is not None:
+        order = _orders(orders, m, n_epochs, order_name)
+        if n_epochs == 0:
+            order = None
+    rows = m if order is None else order.shape[1]
+    if bs > rows:
+        bs = rows  # one batch per epoch: the same steps, and no overflow in the kernel
+    target = _NAN if target_loss is None else _real(target_loss, "target_loss")
+    xv = yv = vl = None
+    if eval_set is not None:
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+            raise TypeError("eval_set must be a pair (X_valid, Y_valid)")
+        xv, yv = _data(eval_set[0], eval_set[1], check_finite, "X_valid", "Y_valid")
+        if xv.dtype is not x.dtype:
+            raise TypeError(f"X_valid must have the same dtype as X ({x.dtype}), got {xv.dtype}")
+        if xv.shape[1] != x.shape[1] or yv.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"eval_set must have {x.shape[1]} features and {y.shape[1]} outputs, "
+                f"got X_valid {xv.shape} and Y_valid {yv.shape}"
+            )
+        vl = np.full(n_epochs, np.nan)
+    steps_per_epoch = -(-rows // bs)
+    losses = np.empty(n_epochs * steps_per_epoch)
+    losses.fill(_NAN)
+    sw = _sample_weight(sample_weight, x)
+    bw, bb, initialized = _momentum_buffers(state, w, bias, h[3])
+    if name != "cpp":  # the compiled binding checks this itself, naming the arguments
+        _no_shared_memory(
+            [(w, "W"), (bias, "b"), (bw, "state['momentum_buffer_W']"),
+             (bb, "state['momentum_buffer_b']")],
+            [(x, "X"), (y, "Y"), (sw, "sample_weight"), (order, order_name),
+             (xv, "X_valid"), (yv, "Y_valid")],
+        )  # fmt: skip
+    if n_epochs == 0:
+        steps, status = 0, 0
+    elif _is_numba(mod):
+        steps, status = _train_chunked(
+            mod, x, y, w, bias, order, bs, rates, h, bw, bb, initialized, losses, xv, yv, vl,
+            target, sw,
+        )  # fmt: skip
+    else:
+        steps, status = mod.train(
+            x, y, w, bias, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
+            target, sw,
+        )  # fmt: skip
+    if state is not None:
+        if bw is not None and (initialized or steps > 0):
+            state["momentum_buffer_W"] = bw
+            if bb is not None:
+                state["momentum_buffer_b"] = bb
+        state["step"] = int(state.get("step", 0)) + int(steps)
+    return losses, vl, int(steps), int(status), steps_per_epoch, w, bias
+
+
+def _raise_if_diverged(status: int, steps: int, steps_per_epoch: int, w, bias) -> None:
+    if status != 2:
+        return
+    finite = _all_finite if isinstance(w, np.ndarray) else _cd.all_finite
+    params_finite = finite(w) and (bias is None or finite(bias))
+    # a non-finite loss stops before its step is applied; a non-finite parameter is found
+    # right after the step that produced it
+    k = steps if params_finite else max(steps - 1, 0)
+    e, s = divmod(k, steps_per_epoch)
+    what = (
+        "its batch loss was NaN or infinite; the step was not applied, W and b hold the "
+        "parameters from before it"
+        if params_finite
+        else "its update made W or b NaN or infinite; W and b hold those values"
+    )
+    raise DivergenceError(
+        f"training diverged at epoch {e}, step {s} (0-based): {what} (try a smaller lr)",
+        epoch=e,
+        step=s,
+    )
+
+
+# ----------------------------------------------------------------------------- public API
 
 
 def loss(
@@ -286,10 +690,20 @@ def loss(
     float
         The mean of the squared errors over all ``M * U`` entries.
     """
-    mod = get_backend(backend)
+    if not (type(X) is np.ndarray and type(W) is np.ndarray) and _on_device(X, Y, W, b):
+        mod = _device_module(backend)
+        x, y, w, bias = (_cd.as_cuda_arg(a, n) for a, n in ((X, "X"), (Y, "Y"), (W, "W"), (b, "b")))
+        for a, n in ((x, "X"), (y, "Y"), (w, "W"), (bias, "b")):
+            _device_finite(a, n)
+        sw = None if sample_weight is None else _cd.as_cuda_arg(sample_weight, "sample_weight")
+        return float(mod.loss(x, _cd.as_2d_targets(y), w, bias, sample_weight=sw))
+    _, mod = resolve_backend(backend)
     x, y = _data(X, Y, True)
     w, bias = _params(W, b, x, y, writable=False)
-    return float(mod.loss(x, y, w, bias, **_sample_weight(sample_weight, x)))
+    sw = _sample_weight(sample_weight, x)
+    if sw is None:
+        return float(mod.loss(x, y, w, bias))
+    return float(mod.loss(x, y, w, bias, sample_weight=sw))
 
 
 def gradient(
@@ -316,12 +730,25 @@ def gradient(
     loss : float
         The batch MSE.
     """
-    mod = get_backend(backend)
+    if not (type(X) is np.ndarray and type(W) is np.ndarray) and _on_device(X, Y, W, b):
+        mod = _device_module(backend)
+        x, y, w, bias = (_cd.as_cuda_arg(a, n) for a, n in ((X, "X"), (Y, "Y"), (W, "W"), (b, "b")))
+        for a, n in ((x, "X"), (y, "Y"), (w, "W"), (bias, "b")):
+            _device_finite(a, n)
+        sw = None if sample_weight is None else _cd.as_cuda_arg(sample_weight, "sample_weight")
+        gw, gb = _cd.zeros_like(w), _cd.zeros_like(bias)
+        value = mod.gradient(x, _cd.as_2d_targets(y), w, bias, gw, gb, sample_weight=sw)
+        return gw, gb, float(value)
+    _, mod = resolve_backend(backend)
     x, y = _data(X, Y, True)
     w, bias = _params(W, b, x, y, writable=False)
     gw = np.empty_like(w)
     gb = None if bias is None else np.empty_like(bias)
-    value = mod.gradient(x, y, w, bias, gw, gb, **_sample_weight(sample_weight, x))
+    sw = _sample_weight(sample_weight, x)
+    if sw is None:
+        value = mod.gradient(x, y, w, bias, gw, gb)
+    else:
+        value = mod.gradient(x, y, w, bias, gw, gb, sample_weight=sw)
     return gw, gb, float(value)
 
 
@@ -357,9 +784,10 @@ def train(
     Parameters
     ----------
     X : array_like of shape (M, N)
+        Read only; used without a copy when C-contiguous (a memmap included).
     Y : array_like of shape (M, U) or (M,)
     W : array of shape (U, N)
-        Updated in place.
+        Updated in place: writable and C-contiguous, of ``X``'s dtype.
     b : array of shape (U,) or None
         Updated in place; None for a model without a bias.
     batch_size : int
@@ -369,8 +797,9 @@ def train(
     lr : float or sequence of float
         The learning rate, or one per epoch (a schedule).
     orders : array_like of int, shape (epochs, R), optional
-        The rows of each epoch, in order (``R <= M``; a shorter ``R`` drops rows). Rows
-        ``0..M-1`` in order when None.
+        The rows of each epoch, in order, each in ``[0, M)``. Rows may repeat and ``R`` may
+        differ from ``M`` (a shorter ``R`` drops rows, a longer one samples with replacement).
+        Rows ``0..M-1`` in order when None.
     weight_decay : float
         torch's coupled weight decay, ``d += weight_decay * p``.
     decay_bias : bool
@@ -394,7 +823,7 @@ def train(
         unweighted (torch) result and scaling all weights changes nothing; a batch whose weights
         are all zero contributes no gradient.
     check_finite : bool
-        Check the data for NaN and infinity first (one extra pass over it).
+        Check the data for NaN and infinity first (one pass over it, no allocation).
     backend : str, optional
         ``"cpp"`` or ``"numba"``; the default backend when None.
 
@@ -402,74 +831,28 @@ def train(
     -------
     TrainResult
         The per-step losses, the validation losses, the steps and epochs run and the status.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, within a fraction of a second; ``W``, ``b`` and ``state`` are then part-way
+        through the run (see the module documentation).
     """
-    mod = get_backend(backend)
-    _check_state(state)
-    x, y = _data(X, Y, check_finite)
-    w, bias = _params(W, b, x, y, writable=True)
-    if isinstance(epochs, (bool, np.bool_)):
-        raise TypeError("epochs must be an integer, got bool")
-    try:
-        n_epochs = operator.index(epochs)
-    except TypeError:
-        raise TypeError(f"epochs must be an integer, got {type(epochs).__name__}") from None
-    if n_epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {n_epochs}")
-    bs = _batch_size(batch_size)
-    h = _hyper(weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize)
-    rates = _learning_rates(lr, n_epochs)
-    order = _orders(orders, x.shape[0], n_epochs, "orders")
-    target = float("nan") if target_loss is None else _real(target_loss, "target_loss")
-    xv = yv = vl = None
-    if eval_set is not None:
-        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-            raise TypeError("eval_set must be a pair (X_valid, Y_valid)")
-        xv, yv = _data(eval_set[0], eval_set[1], check_finite, "X_valid", "Y_valid")
-        if xv.dtype != x.dtype:
-            raise TypeError(f"X_valid must have the same dtype as X ({x.dtype}), got {xv.dtype}")
-        if xv.shape[1] != x.shape[1] or yv.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"eval_set must have {x.shape[1]} features and {y.shape[1]} outputs, "
-                f"got X_valid {xv.shape} and Y_valid {yv.shape}"
-            )
-        vl = np.full(n_epochs, np.nan)
-    rows = x.shape[0] if order is None else order.shape[1]
-    steps_per_epoch = -(-rows // bs)
-    losses = np.full(n_epochs * steps_per_epoch, np.nan)
-    weights = _sample_weight(sample_weight, x)
-    bw, bb, initialized = _momentum_buffers(state, w, bias, h["momentum"])
-    steps, status = mod.train(
-        x, y, w, bias, order, bs, rates,
-        h["weight_decay"], h["decay_bias"], h["l2"], h["momentum"], h["dampening"],
-        h["nesterov"], h["maximize"], bw, bb, initialized,
-        losses, xv, yv, vl, target, **weights,
+    losses, vl, steps, status, spe, _, _ = _run(
+        X, Y, W, b, batch_size, epochs, lr, orders, "orders",
+        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        eval_set, target_loss, sample_weight, check_finite, backend,
     )  # fmt: skip
-    if state is not None:
-        if bw is not None and (initialized or steps > 0):
-            state["momentum_buffer_W"] = bw
-            if bb is not None:
-                state["momentum_buffer_b"] = bb
-        state["step"] = int(state.get("step", 0)) + int(steps)
-    status_name = _STATUS[int(status)]
-    done_epochs = n_epochs if status_name == "completed" else int(steps) // steps_per_epoch
+    status_name = _STATUS[status]
+    n_epochs = losses.shape[0] // spe
+    done_epochs = n_epochs if status == 0 else steps // spe
     return TrainResult(
-        losses=losses.reshape(n_epochs, steps_per_epoch),
+        losses=losses.reshape(n_epochs, spe),
         valid_losses=vl,
-        steps=int(steps),
+        steps=steps,
         epochs=done_epochs,
         status=status_name,
     )
-
-
-def _raise_if_diverged(result: TrainResult, steps_per_epoch: int) -> None:
-    if result.status == "diverged":
-        e, s = divmod(result.steps, steps_per_epoch)
-        raise DivergenceError(
-            f"training diverged at epoch {e}, step {s}: a loss or parameter became NaN or "
-            "infinite (try a smaller lr); W and b hold the values of that step",
-            epoch=e,
-            step=s,
-        )
 
 
 def epoch(
@@ -497,10 +880,15 @@ def epoch(
 
     Parameters
     ----------
-    X, Y, W, b, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, sample_weight, check_finite, backend
+    X, Y, W, b, batch_size, lr
+        As in :func:`train`.
+    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
+        As in :func:`train`.
+    state, sample_weight, check_finite, backend
         As in :func:`train`.
     order : array_like of int, shape (R,), optional
-        The rows of the epoch, in order; rows ``0..M-1`` when None.
+        The rows of the epoch, in order, each in ``[0, M)`` (repeats allowed); rows
+        ``0..M-1`` when None.
 
     Returns
     -------
@@ -510,17 +898,16 @@ def epoch(
     Raises
     ------
     DivergenceError
-        When a loss or a parameter becomes NaN or infinite.
+        When a loss or a parameter becomes NaN or infinite (its ``epoch`` is 0, its ``step``
+        the step that diverged).
     """
-    orders = None if order is None else _orders(order, _to_numpy(X, "X").shape[0], 1, "order")
-    result = train(
-        X, Y, W, b, batch_size=batch_size, epochs=1, lr=lr, orders=orders,
-        weight_decay=weight_decay, decay_bias=decay_bias, l2=l2, momentum=momentum,
-        dampening=dampening, nesterov=nesterov, maximize=maximize, state=state,
-        sample_weight=sample_weight, check_finite=check_finite, backend=backend,
+    losses, _, steps, status, spe, w, bias = _run(
+        X, Y, W, b, batch_size, 1, lr, order, "order",
+        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        None, None, sample_weight, check_finite, backend,
     )  # fmt: skip
-    _raise_if_diverged(result, result.losses.shape[1])
-    return result.losses[0]
+    _raise_if_diverged(status, steps, spe, w, bias)
+    return losses
 
 
 def step(
@@ -546,7 +933,11 @@ def step(
 
     Parameters
     ----------
-    X, Y, W, b, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state, sample_weight, check_finite, backend
+    X, Y, W, b, lr
+        As in :func:`train`.
+    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
+        As in :func:`train`.
+    state, sample_weight, check_finite, backend
         As in :func:`train`; ``state`` carries the momentum buffers between steps.
 
     Returns
@@ -559,12 +950,10 @@ def step(
     DivergenceError
         When the loss or a parameter becomes NaN or infinite.
     """
-    m = _to_numpy(X, "X").shape[0] if hasattr(X, "shape") else len(X)
-    result = train(
-        X, Y, W, b, batch_size=max(int(m), 1), epochs=1, lr=lr,
-        weight_decay=weight_decay, decay_bias=decay_bias, l2=l2, momentum=momentum,
-        dampening=dampening, nesterov=nesterov, maximize=maximize, state=state,
-        sample_weight=sample_weight, check_finite=check_finite, backend=backend,
+    losses, _, steps, status, spe, w, bias = _run(
+        X, Y, W, b, None, 1, lr, None, "order",
+        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        None, None, sample_weight, check_finite, backend,
     )  # fmt: skip
-    _raise_if_diverged(result, 1)
-    return float(result.losses[0, 0])
+    _raise_if_diverged(status, steps, spe, w, bias)
+    return float(losses[0])
