@@ -438,6 +438,17 @@ _CHUNK_SECONDS = 0.05
 _FIRST_CHUNK_WORK = 1 << 22  # multiply-adds in the first chunk, before any timing is known
 
 
+def _store_state(state: dict | None, bw, bb, initialized: bool, steps: int) -> None:
+    """Keep the momentum buffers (once a momentum step ran) and the step count in ``state``."""
+    if state is None:
+        return
+    if bw is not None and (initialized or steps > 0):
+        state["momentum_buffer_W"] = bw
+        if bb is not None:
+            state["momentum_buffer_b"] = bb
+    state["step"] = int(state.get("step", 0)) + int(steps)
+
+
 def _train_chunked(mod, x, y, w, bias, order, bs, rates, h, bw, bb, initialized, losses,
                    xv, yv, vl, target, sw):  # fmt: skip
     """``mod.train`` over all epochs, in chunks of whole epochs or of one epoch's steps."""
@@ -448,6 +459,11 @@ def _train_chunked(mod, x, y, w, bias, order, bs, rates, h, bw, bb, initialized,
     total = n_epochs * steps_per_epoch
     work_per_step = min(bs, rows) * (x.shape[1] + 1) * (y.shape[1] + 1)
     budget = max(1, _FIRST_CHUNK_WORK // work_per_step)
+    if budget >= total:  # one chunk: no bookkeeping between chunks is needed
+        return mod.train(
+            x, y, w, bias, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
+            target, sw,
+        )  # fmt: skip
     steps_done = 0
     g = 0  # the next global step index (epoch * steps_per_epoch + step)
     while g < total:
@@ -558,12 +574,7 @@ def _run_device(
             X, Y, W, b, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
             target, sw,
         )  # fmt: skip
-    if state is not None:
-        if bw is not None and (initialized or steps > 0):
-            state["momentum_buffer_W"] = bw
-            if bb is not None:
-                state["momentum_buffer_b"] = bb
-        state["step"] = int(state.get("step", 0)) + int(steps)
+    _store_state(state, bw, bb, initialized, steps)
     return losses, vl, int(steps), int(status), max(steps_per_epoch, 1), W, b
 
 
@@ -635,12 +646,7 @@ def _run(
             x, y, w, bias, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
             target, sw,
         )  # fmt: skip
-    if state is not None:
-        if bw is not None and (initialized or steps > 0):
-            state["momentum_buffer_W"] = bw
-            if bb is not None:
-                state["momentum_buffer_b"] = bb
-        state["step"] = int(state.get("step", 0)) + int(steps)
+    _store_state(state, bw, bb, initialized, steps)
     return losses, vl, int(steps), int(status), steps_per_epoch, w, bias
 
 
