@@ -6,8 +6,10 @@
 // the same bits.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
+#include "cpu/simd.hpp"
 #include "cpu/variants.hpp"
 #include "cpu/worker_pool.hpp"
 #include "linsgd/math.hpp"
@@ -20,6 +22,29 @@ namespace linsgd {
 namespace cpu {
 namespace LINSGD_CPU_VARIANT {
 namespace {
+// How far ahead the rows are prefetched, in bytes: rows read in order need only a short lead
+// (the hardware streams them, but falls behind while the core computes); rows gathered through
+// a shuffled index need time for a full trip to memory.
+constexpr int64_t kPrefetchBytesInOrder = 2048;
+constexpr int64_t kPrefetchBytesGathered = 4096;
+// Rows per chunk of the fused pass: about this much of X, so that a chunk stays in L1.
+constexpr int64_t kChunkBytes = 16384;
+// A multiple of four rows, about kChunkBytes of X.
+template <typename T>
+inline int64_t chunk_rows(int64_t n) {
+    const int64_t row_bytes = n * static_cast<int64_t>(sizeof(T)) + 1;
+    const int64_t rows = kChunkBytes / row_bytes / 4 * 4;
+    return rows < 4 ? 4 : rows;
+}
+
+// How many rows ahead to prefetch: at least the next block, and about `bytes` ahead.
+template <typename T>
+inline int64_t prefetch_ahead(int64_t n, int64_t block, int64_t bytes) {
+    const int64_t row_bytes = n * static_cast<int64_t>(sizeof(T)) + 1;
+    const int64_t rows = (bytes + row_bytes - 1) / row_bytes;
+    return rows <= block ? block : (rows + block - 1) / block * block;
+}
+
 
 // Rows gathered through an index (shuffled epochs) defeat the hardware prefetcher: ask for
 // them a few iterations ahead. Rows read in order are left to the hardware, which streams them
@@ -63,21 +88,22 @@ T batch_finish(const Data<T>& data, const int64_t* rows, int64_t batch, int64_t 
 
 // The errors of batch rows [begin, end): what the fused pass computes, without X^T e.
 template <typename T>
-void batch_errors(const Data<T>& data, const int64_t* rows, bool gathered, int64_t begin, int64_t end,
+void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t begin, int64_t end,
                   const Model<T>& model, T scale, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
     constexpr int kBlock = 4;
+    const int64_t ahead = prefetch_ahead<T>(n, kBlock, gathered ? kPrefetchBytesGathered : kPrefetchBytesInOrder);
     int64_t i = begin;
     for (; i + kBlock <= end; i += kBlock) {
-        if (gathered)
-            for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < end; ++k) prefetch_row(data.x + rows[k] * n, n);
+        for (int64_t k = i + ahead; k < i + ahead + kBlock && k < rows_readable; ++k)
+            prefetch_row(data.x + rows[k] * n, n);
         const T* xs[kBlock];
         for (int r = 0; r < kBlock; ++r) xs[r] = data.x + rows[i + r] * n;
         for (int64_t u = 0; u < u_count; ++u) {
             T p[kBlock];
-            dot_rows<T, kBlock>(xs, model.weight + u * n, n, p);
+            simd::dot_rows<T, kBlock>(xs, model.weight + u * n, n, p);
             for (int r = 0; r < kBlock; ++r) {
                 const int64_t row = rows[i + r];
                 const T pred = model.bias ? p[r] + model.bias[u] : p[r];
@@ -109,20 +135,20 @@ void batch_weight_gradient(const Data<T>& data, const int64_t* rows, int64_t bat
         T* gw = grad_weight + u * n;
         for (int64_t j = j_begin; j < j_end; ++j) gw[j] = T(0);
         int64_t i = 0;
+        const int64_t width = j_end - j_begin;
         for (; i + 4 <= batch; i += 4) {
-            const T* x0 = data.x + rows[i] * n;
-            const T* x1 = data.x + rows[i + 1] * n;
-            const T* x2 = data.x + rows[i + 2] * n;
-            const T* x3 = data.x + rows[i + 3] * n;
-            const T g0 = scaled_error[i * u_count + u], g1 = scaled_error[(i + 1) * u_count + u];
-            const T g2 = scaled_error[(i + 2) * u_count + u], g3 = scaled_error[(i + 3) * u_count + u];
-            for (int64_t j = j_begin; j < j_end; ++j)
-                gw[j] = (((gw[j] + g0 * x0[j]) + g1 * x1[j]) + g2 * x2[j]) + g3 * x3[j];
+            const T* xs[4];
+            T g[4];
+            for (int r = 0; r < 4; ++r) {
+                xs[r] = data.x + rows[i + r] * n + j_begin;
+                g[r] = scaled_error[(i + r) * u_count + u];
+            }
+            simd::accumulate_rows<T, 4>(gw + j_begin, xs, g, width);
         }
         for (; i < batch; ++i) {
-            const T* x = data.x + rows[i] * n;
-            const T g = scaled_error[i * u_count + u];
-            for (int64_t j = j_begin; j < j_end; ++j) gw[j] = gw[j] + g * x[j];
+            const T* xs[1] = {data.x + rows[i] * n + j_begin};
+            const T g[1] = {scaled_error[i * u_count + u]};
+            simd::accumulate_rows<T, 1>(gw + j_begin, xs, g, width);
         }
     }
 }
@@ -139,7 +165,7 @@ T batch_gradient_threaded(WorkerPool& pool, const Data<T>& data, const int64_t* 
     auto errors = [&](int t, int count) {
         int64_t begin, end;
         thread_share(batch, t, count, begin, end);
-        batch_errors<T>(data, rows, gathered, begin, end, model, scale, error, scaled_error);
+        batch_errors<T>(data, rows, batch, gathered, begin, end, model, scale, error, scaled_error);
     };
     pool.run(errors);
     // Columns go out in whole cache lines so that no two threads write the same line.
@@ -160,7 +186,7 @@ T batch_gradient_threaded(WorkerPool& pool, const Data<T>& data, const int64_t* 
 // torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
 // cascade sums over the stored errors.
 template <typename T>
-T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_t batch, const Model<T>& model,
+T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t batch, const Model<T>& model,
                  T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
@@ -168,45 +194,31 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, bool gathered, int64_
     const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
     const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
     if (u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
-    const T* const bias = model.bias;
-    // Four rows at a time: each weight-gradient element stays in a register while the four
-    // rows' terms are added to it in row order, the same sequence as one row at a time.
-    constexpr int64_t kBlock = 4;
-    int64_t i = 0;
-    for (; i + kBlock <= batch; i += kBlock) {
-        if (gathered)
-            for (int64_t k = i + kBlock; k < i + 2 * kBlock && k < batch; ++k) prefetch_row(data.x + rows[k] * n, n);
-        const T* x0 = data.x + rows[i] * n;
-        const T* x1 = data.x + rows[i + 1] * n;
-        const T* x2 = data.x + rows[i + 2] * n;
-        const T* x3 = data.x + rows[i + 3] * n;
-        const T* xs[kBlock] = {x0, x1, x2, x3};
+    // A chunk of rows at a time, small enough to stay in L1: first every row's errors (the dot
+    // products of different rows are independent, so many are in flight while the chunk streams
+    // in), then the chunk's terms added to X^T e from cache. Each weight-gradient element still
+    // takes the rows' terms in batch order.
+    const int64_t chunk = chunk_rows<T>(n);
+    for (int64_t begin = 0; begin < batch; begin += chunk) {
+        const int64_t end = batch - begin < chunk ? batch : begin + chunk;
+        batch_errors<T>(data, rows, rows_readable, gathered, begin, end, model, scale, error, scaled_error);
         for (int64_t u = 0; u < u_count; ++u) {
-            const T* w = model.weight + u * n;
-            T g[kBlock];
-            T p[kBlock];
-            dot_rows<T, kBlock>(xs, w, n, p);
-            for (int64_t r = 0; r < kBlock; ++r) {
-                const T pred = bias ? p[r] + bias[u] : p[r];
-                const T e = pred - data.y[rows[i + r] * u_count + u];
-                g[r] = weight ? (e * scale) * weight[rows[i + r]] : e * scale;
-                error[(i + r) * u_count + u] = e;
-                scaled_error[(i + r) * u_count + u] = g[r];
+            T* gw = grad_weight + u * n;
+            int64_t i = begin;
+            for (; i + 4 <= end; i += 4) {
+                const T* xs[4];
+                T g[4];
+                for (int r = 0; r < 4; ++r) {
+                    xs[r] = data.x + rows[i + r] * n;
+                    g[r] = scaled_error[(i + r) * u_count + u];
+                }
+                simd::accumulate_rows<T, 4>(gw, xs, g, n);
             }
-            T* gw = grad_weight + u * n;
-            for (int64_t j = 0; j < n; ++j) gw[j] = (((gw[j] + g[0] * x0[j]) + g[1] * x1[j]) + g[2] * x2[j]) + g[3] * x3[j];
-        }
-    }
-    for (; i < batch; ++i) {
-        const T* x = data.x + rows[i] * n;
-        const T* y = data.y + rows[i] * u_count;
-        for (int64_t u = 0; u < u_count; ++u) {
-            const T e = predict_one<T>(x, model.weight + u * n, n, bias ? bias + u : nullptr) - y[u];
-            const T g = weight ? (e * scale) * weight[rows[i]] : e * scale;
-            error[i * u_count + u] = e;
-            scaled_error[i * u_count + u] = g;
-            T* gw = grad_weight + u * n;
-            for (int64_t j = 0; j < n; ++j) gw[j] = gw[j] + g * x[j];
+            for (; i < end; ++i) {
+                const T* xs[1] = {data.x + rows[i] * n};
+                const T g[1] = {scaled_error[i * u_count + u]};
+                simd::accumulate_rows<T, 1>(gw, xs, g, n);
+            }
         }
     }
     return batch_finish<T>(data, rows, batch, u_count, weight_sum, grad_bias, error, scaled_error);
@@ -235,21 +247,69 @@ bool apply_update(const Model<T>& model, const T* grad_weight, const T* grad_bia
     return check == T(0);
 }
 
+// The squared errors of rows [begin, end) for one output when the feature count NF is a
+// small compile-time constant: the weights in registers, eight rows in flight.
+template <typename T, int NF>
+void squared_errors_small(const Data<T>& data, const Model<T>& model, int64_t u, int64_t begin, int64_t end,
+                          T* __restrict squares) {
+    const int64_t u_count = model.outputs;
+    const T* const weight = data.sample_weight;
+    T w[NF];
+    for (int j = 0; j < NF; ++j) w[j] = model.weight[u * NF + j];
+    const bool has_bias = model.bias != nullptr;
+    const T b = has_bias ? model.bias[u] : T(0);
+    constexpr int kRows = 8;
+    int64_t r = begin;
+    for (; r + kRows <= end; r += kRows) {
+        const T* xs[kRows];
+        for (int k = 0; k < kRows; ++k) xs[k] = data.x + (r + k) * NF;
+        T p[kRows];
+        simd::dot_sequential_rows_fixed<T, kRows, NF>(xs, w, p);
+        for (int k = 0; k < kRows; ++k) {
+            const T e = (has_bias ? p[k] + b : p[k]) - data.y[(r + k) * u_count + u];
+            squares[(r + k) * u_count + u] = weight ? (e * e) * weight[r + k] : e * e;
+        }
+    }
+    for (; r < end; ++r) {
+        const T* xs[1] = {data.x + r * NF};
+        T p[1];
+        simd::dot_sequential_rows_fixed<T, 1, NF>(xs, w, p);
+        const T e = (has_bias ? p[0] + b : p[0]) - data.y[r * u_count + u];
+        squares[r * u_count + u] = weight ? (e * e) * weight[r] : e * e;
+    }
+}
+
 // The full-set MSE, with the squared errors written to `squares` (rows * outputs) first so
 // that the forward pass and torch's cascade sum each run as a tight loop.
 template <typename T>
 void squared_errors(const Data<T>& data, const Model<T>& model, int64_t begin, int64_t end, T* squares) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
+    if (n >= 1 && n <= 8 && n < DotLanes<T>::value) {
+        for (int64_t u = 0; u < u_count; ++u) {
+            switch (n) {
+                case 1: squared_errors_small<T, 1>(data, model, u, begin, end, squares); break;
+                case 2: squared_errors_small<T, 2>(data, model, u, begin, end, squares); break;
+                case 3: squared_errors_small<T, 3>(data, model, u, begin, end, squares); break;
+                case 4: squared_errors_small<T, 4>(data, model, u, begin, end, squares); break;
+                case 5: squared_errors_small<T, 5>(data, model, u, begin, end, squares); break;
+                case 6: squared_errors_small<T, 6>(data, model, u, begin, end, squares); break;
+                case 7: squared_errors_small<T, 7>(data, model, u, begin, end, squares); break;
+                default: squared_errors_small<T, 8>(data, model, u, begin, end, squares); break;
+            }
+        }
+        return;
+    }
     const T* const weight = data.sample_weight;
-    constexpr int kRows = 8;
+    constexpr int kRows = 4;
     int64_t r = begin;
     for (; r + kRows <= end; r += kRows) {
         const T* xs[kRows];
         for (int k = 0; k < kRows; ++k) xs[k] = data.x + (r + k) * n;
+        for (int64_t k = r + 3 * kRows; k < r + 4 * kRows && k < end; ++k) prefetch_row(data.x + k * n, n);
         for (int64_t u = 0; u < u_count; ++u) {
             T p[kRows];
-            dot_rows<T, kRows>(xs, model.weight + u * n, n, p);
+            simd::dot_rows<T, kRows>(xs, model.weight + u * n, n, p);
             for (int k = 0; k < kRows; ++k) {
                 const T pred = model.bias ? p[k] + model.bias[u] : p[k];
                 const T e = pred - data.y[(r + k) * u_count + u];
@@ -258,10 +318,11 @@ void squared_errors(const Data<T>& data, const Model<T>& model, int64_t begin, i
         }
     }
     for (; r < end; ++r) {
-        const T* x = data.x + r * n;
+        const T* xs[1] = {data.x + r * n};
         for (int64_t u = 0; u < u_count; ++u) {
-            const T e =
-                predict_one<T>(x, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) - data.y[r * u_count + u];
+            T p[1];
+            simd::dot_rows<T, 1>(xs, model.weight + u * n, n, p);
+            const T e = (model.bias ? p[0] + model.bias[u] : p[0]) - data.y[r * u_count + u];
             squares[r * u_count + u] = weight ? (e * e) * weight[r] : e * e;
         }
     }
@@ -303,7 +364,7 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     std::vector<T> error(cells), scaled_error(cells);
     std::vector<int64_t> rows(static_cast<size_t>(data.rows));
     for (int64_t i = 0; i < data.rows; ++i) rows[static_cast<size_t>(i)] = i;
-    return batch_gradient<T>(data, rows.data(), false, data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
+    return batch_gradient<T>(data, rows.data(), data.rows, false, data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
                              error.data(), scaled_error.data());
 }
 
@@ -319,10 +380,11 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     std::vector<T> grad_weight(static_cast<size_t>(model.outputs * model.features));
     std::vector<T> grad_bias(static_cast<size_t>(model.outputs));
     std::vector<T> valid_squares(a.valid_losses ? static_cast<size_t>(a.valid.rows * model.outputs) : 0);
-    std::vector<int64_t> identity;
+    // A plain array, not a resized std::vector: std::vector<int64_t>'s out-of-line members would
+    // be one weak definition shared by every instruction-set variant.
+    std::unique_ptr<int64_t[]> identity(a.order ? nullptr : new int64_t[static_cast<size_t>(rows_per_epoch)]);
     if (!a.order) {
-        identity.resize(static_cast<size_t>(rows_per_epoch));
-        for (int64_t i = 0; i < rows_per_epoch; ++i) identity[static_cast<size_t>(i)] = i;
+        for (int64_t i = 0; i < rows_per_epoch; ++i) identity[i] = i;
     }
     const bool gathered = a.order != nullptr;
     // Threads pay off only when a step has enough work to hide two hand-offs.
@@ -340,7 +402,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
         const SgdScalars<T> s = make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2,
                                                     a.hyper.momentum, a.hyper.dampening, a.hyper.nesterov,
                                                     a.hyper.maximize);
-        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : identity.data();
+        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : identity.get();
         for (int64_t step = 0; step < steps_per_epoch; ++step) {
             if (++since_check >= check_every) {
                 since_check = 0;
@@ -357,7 +419,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
                 pool.size() > 1
                     ? batch_gradient_threaded<T>(pool, a.data, batch_rows, gathered, batch, model, grad_weight.data(), gb,
                                                  error.data(), scaled_error.data())
-                    : batch_gradient<T>(a.data, batch_rows, gathered, batch, model, grad_weight.data(), gb, error.data(),
+                    : batch_gradient<T>(a.data, batch_rows, rows_per_epoch - start, gathered, batch, model, grad_weight.data(), gb, error.data(),
                                         scaled_error.data());
             a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);
             if (!std::isfinite(batch_loss)) {

@@ -17,6 +17,9 @@
 
 namespace linsgd {
 namespace cpu {
+// Internal linkage: cpu/sgd.cpp is compiled once per instruction set, and a shared (weak)
+// definition would let the linker run one variant's code on a CPU that lacks its instructions.
+namespace {
 
 class WorkerPool {
   public:
@@ -89,5 +92,6 @@ inline void thread_share(int64_t total, int t, int n, int64_t& begin, int64_t& e
     end = begin + base + (t < extra ? 1 : 0);
 }
 
+}  // namespace
 }  // namespace cpu
 }  // namespace linsgd
