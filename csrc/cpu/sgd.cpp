@@ -248,30 +248,49 @@ bool apply_update(const Model<T>& model, const T* grad_weight, const T* grad_bia
 }
 
 // The squared errors of rows [begin, end) for one output when the feature count NF is a
-// small compile-time constant: the weights in registers, eight rows in flight.
+// small compile-time constant: a vector holds one feature of several consecutive rows, so the
+// sequential dot product of every row runs lane by lane.
 template <typename T, int NF>
 void squared_errors_small(const Data<T>& data, const Model<T>& model, int64_t u, int64_t begin, int64_t end,
                           T* __restrict squares) {
+    using simd::Vec;
+    constexpr int VL = simd::kLanes<T>;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
+    const T* const x = data.x;
     T w[NF];
-    for (int j = 0; j < NF; ++j) w[j] = model.weight[u * NF + j];
+    Vec<T> wv[NF];
+    for (int j = 0; j < NF; ++j) {
+        w[j] = model.weight[u * NF + j];
+        wv[j] = simd::splat<T>(w[j]);
+    }
     const bool has_bias = model.bias != nullptr;
     const T b = has_bias ? model.bias[u] : T(0);
-    constexpr int kRows = 8;
+    const Vec<T> bv = simd::splat<T>(b);
     int64_t r = begin;
-    for (; r + kRows <= end; r += kRows) {
-        const T* xs[kRows];
-        for (int k = 0; k < kRows; ++k) xs[k] = data.x + (r + k) * NF;
-        T p[kRows];
-        simd::dot_sequential_rows_fixed<T, kRows, NF>(xs, w, p);
-        for (int k = 0; k < kRows; ++k) {
-            const T e = (has_bias ? p[k] + b : p[k]) - data.y[(r + k) * u_count + u];
-            squares[(r + k) * u_count + u] = weight ? (e * e) * weight[r + k] : e * e;
+    for (; r + VL <= end; r += VL) {
+        Vec<T> col, y;
+        for (int k = 0; k < VL; ++k) col[k] = x[(r + k) * NF];
+        Vec<T> acc = col * wv[0];
+        for (int j = 1; j < NF; ++j) {
+            for (int k = 0; k < VL; ++k) col[k] = x[(r + k) * NF + j];
+            acc = acc + col * wv[j];
         }
+        for (int k = 0; k < VL; ++k) y[k] = data.y[(r + k) * u_count + u];
+        const Vec<T> e = (has_bias ? acc + bv : acc) - y;
+        Vec<T> sq = e * e;
+        if (weight) {
+            Vec<T> wr;
+            for (int k = 0; k < VL; ++k) wr[k] = weight[r + k];
+            sq = sq * wr;
+        }
+        if (u_count == 1)
+            simd::store(squares + r, sq);
+        else
+            for (int k = 0; k < VL; ++k) squares[(r + k) * u_count + u] = sq[k];
     }
     for (; r < end; ++r) {
-        const T* xs[1] = {data.x + r * NF};
+        const T* xs[1] = {x + r * NF};
         T p[1];
         simd::dot_sequential_rows_fixed<T, 1, NF>(xs, w, p);
         const T e = (has_bias ? p[0] + b : p[0]) - data.y[r * u_count + u];
@@ -279,12 +298,79 @@ void squared_errors_small(const Data<T>& data, const Model<T>& model, int64_t u,
     }
 }
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define LINSGD_HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
+
+#if defined(LINSGD_HAVE_SHUFFLEVECTOR)
+// Four features and one output (the seed notebooks' shape): four rows are loaded as four
+// vectors and transposed in registers, so that each feature's products of the four rows are
+// one multiply and the sequential dot products run lane by lane.
+template <typename T>
+void squared_errors_four_features(const Data<T>& data, const T* w, const T* bias, int64_t begin, int64_t end,
+                                  T* __restrict squares) {
+    typedef T Quad __attribute__((vector_size(4 * sizeof(T))));
+    const T* const x = data.x;
+    const T* const weight = data.sample_weight;
+    Quad wv[4];
+    for (int j = 0; j < 4; ++j) wv[j] = Quad{w[j], w[j], w[j], w[j]};
+    const T b = bias ? *bias : T(0);
+    const Quad bv = Quad{b, b, b, b};
+    int64_t r = begin;
+    for (; r + 4 <= end; r += 4) {
+        Quad r0, r1, r2, r3, y;
+        std::memcpy(&r0, x + r * 4, sizeof(Quad));
+        std::memcpy(&r1, x + r * 4 + 4, sizeof(Quad));
+        std::memcpy(&r2, x + r * 4 + 8, sizeof(Quad));
+        std::memcpy(&r3, x + r * 4 + 12, sizeof(Quad));
+        std::memcpy(&y, data.y + r, sizeof(Quad));
+        const Quad t0 = __builtin_shufflevector(r0, r1, 0, 4, 2, 6);
+        const Quad t1 = __builtin_shufflevector(r0, r1, 1, 5, 3, 7);
+        const Quad t2 = __builtin_shufflevector(r2, r3, 0, 4, 2, 6);
+        const Quad t3 = __builtin_shufflevector(r2, r3, 1, 5, 3, 7);
+        const Quad c0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+        const Quad c1 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+        const Quad c2 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+        const Quad c3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+        Quad acc = c0 * wv[0];
+        acc = acc + c1 * wv[1];
+        acc = acc + c2 * wv[2];
+        acc = acc + c3 * wv[3];
+        const Quad e = (bias ? acc + bv : acc) - y;
+        Quad sq = e * e;
+        if (weight) {
+            Quad wr;
+            std::memcpy(&wr, weight + r, sizeof(Quad));
+            sq = sq * wr;
+        }
+        std::memcpy(squares + r, &sq, sizeof(Quad));
+    }
+    for (; r < end; ++r) {
+        const T* xr = x + r * 4;
+        T acc = xr[0] * w[0];
+        acc = acc + xr[1] * w[1];
+        acc = acc + xr[2] * w[2];
+        acc = acc + xr[3] * w[3];
+        const T e = (bias ? acc + b : acc) - data.y[r];
+        squares[r] = weight ? (e * e) * weight[r] : e * e;
+    }
+}
+#endif
+
 // The full-set MSE, with the squared errors written to `squares` (rows * outputs) first so
 // that the forward pass and torch's cascade sum each run as a tight loop.
 template <typename T>
 void squared_errors(const Data<T>& data, const Model<T>& model, int64_t begin, int64_t end, T* squares) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
+#if defined(LINSGD_HAVE_SHUFFLEVECTOR)
+    if (n == 4 && u_count == 1 && DotLanes<T>::value > 4) {
+        squared_errors_four_features<T>(data, model.weight, model.bias, begin, end, squares);
+        return;
+    }
+#endif
     if (n >= 1 && n <= 8 && n < DotLanes<T>::value) {
         for (int64_t u = 0; u < u_count; ++u) {
             switch (n) {

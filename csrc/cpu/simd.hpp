@@ -52,6 +52,10 @@ struct Vec {
         for (int i = 0; i < int(kVectorBytes / sizeof(T)); ++i) a.v[i] = a.v[i] + b.v[i];
         return a;
     }
+    friend Vec operator-(Vec a, const Vec& b) {
+        for (int i = 0; i < int(kVectorBytes / sizeof(T)); ++i) a.v[i] = a.v[i] - b.v[i];
+        return a;
+    }
     friend Vec operator*(Vec a, const Vec& b) {
         for (int i = 0; i < int(kVectorBytes / sizeof(T)); ++i) a.v[i] = a.v[i] * b.v[i];
         return a;
