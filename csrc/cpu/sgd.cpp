@@ -22,6 +22,7 @@ namespace linsgd {
 namespace cpu {
 namespace LINSGD_CPU_VARIANT {
 namespace {
+
 // How far ahead the rows are prefetched, in bytes: rows read in order need only a short lead
 // (the hardware streams them, but falls behind while the core computes); rows gathered through
 // a shuffled index need time for a full trip to memory.
@@ -45,10 +46,9 @@ inline int64_t prefetch_ahead(int64_t n, int64_t block, int64_t bytes) {
     return rows <= block ? block : (rows + block - 1) / block * block;
 }
 
-
-// Rows gathered through an index (shuffled epochs) defeat the hardware prefetcher: ask for
-// them a few iterations ahead. Rows read in order are left to the hardware, which streams them
-// better than a flood of prefetch instructions would.
+// Asks for a row's cache lines ahead of use. Rows gathered through a shuffled index defeat the
+// hardware prefetcher altogether; rows read in order it streams, but not far enough ahead to
+// keep the memory bus busy while the core computes.
 template <typename T>
 inline void prefetch_row(const T* row, int64_t n) {
 #if defined(__GNUC__)
@@ -76,20 +76,19 @@ T batch_finish(const Data<T>& data, const int64_t* rows, int64_t batch, int64_t 
                T* grad_bias, const T* error, const T* scaled_error) {
     const T* const weight = data.sample_weight;
     if (grad_bias) {
-        for (int64_t u = 0; u < u_count; ++u)
-            grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
+        for (int64_t u = 0; u < u_count; ++u) grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
     }
-    const T total = weight ? cascade_sum_contiguous<T>(
-                                 [&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
-                                 batch * u_count)
-                           : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    const T total =
+        weight ? cascade_sum_contiguous<T>([&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
+                                           batch * u_count)
+               : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
     return weighted_mean<T>(total, weight_sum, u_count);
 }
 
 // The errors of batch rows [begin, end): what the fused pass computes, without X^T e.
 template <typename T>
-void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t begin, int64_t end,
-                  const Model<T>& model, T scale, T* error, T* scaled_error) {
+void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t begin,
+                  int64_t end, const Model<T>& model, T scale, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
@@ -116,8 +115,9 @@ void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readabl
     for (; i < end; ++i) {
         const int64_t row = rows[i];
         for (int64_t u = 0; u < u_count; ++u) {
-            const T e = predict_one<T>(data.x + row * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
-                        data.y[row * u_count + u];
+            const T e =
+                predict_one<T>(data.x + row * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
+                data.y[row * u_count + u];
             error[i * u_count + u] = e;
             scaled_error[i * u_count + u] = weight ? (e * scale) * weight[row] : e * scale;
         }
@@ -186,8 +186,8 @@ T batch_gradient_threaded(WorkerPool& pool, const Data<T>& data, const int64_t* 
 // torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
 // cascade sums over the stored errors.
 template <typename T>
-T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t batch, const Model<T>& model,
-                 T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
+T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t batch,
+                 const Model<T>& model, T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
@@ -374,14 +374,30 @@ void squared_errors(const Data<T>& data, const Model<T>& model, int64_t begin, i
     if (n >= 1 && n <= 8 && n < DotLanes<T>::value) {
         for (int64_t u = 0; u < u_count; ++u) {
             switch (n) {
-                case 1: squared_errors_small<T, 1>(data, model, u, begin, end, squares); break;
-                case 2: squared_errors_small<T, 2>(data, model, u, begin, end, squares); break;
-                case 3: squared_errors_small<T, 3>(data, model, u, begin, end, squares); break;
-                case 4: squared_errors_small<T, 4>(data, model, u, begin, end, squares); break;
-                case 5: squared_errors_small<T, 5>(data, model, u, begin, end, squares); break;
-                case 6: squared_errors_small<T, 6>(data, model, u, begin, end, squares); break;
-                case 7: squared_errors_small<T, 7>(data, model, u, begin, end, squares); break;
-                default: squared_errors_small<T, 8>(data, model, u, begin, end, squares); break;
+                case 1:
+                    squared_errors_small<T, 1>(data, model, u, begin, end, squares);
+                    break;
+                case 2:
+                    squared_errors_small<T, 2>(data, model, u, begin, end, squares);
+                    break;
+                case 3:
+                    squared_errors_small<T, 3>(data, model, u, begin, end, squares);
+                    break;
+                case 4:
+                    squared_errors_small<T, 4>(data, model, u, begin, end, squares);
+                    break;
+                case 5:
+                    squared_errors_small<T, 5>(data, model, u, begin, end, squares);
+                    break;
+                case 6:
+                    squared_errors_small<T, 6>(data, model, u, begin, end, squares);
+                    break;
+                case 7:
+                    squared_errors_small<T, 7>(data, model, u, begin, end, squares);
+                    break;
+                default:
+                    squared_errors_small<T, 8>(data, model, u, begin, end, squares);
+                    break;
             }
         }
         return;
@@ -450,8 +466,8 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     std::vector<T> error(cells), scaled_error(cells);
     std::vector<int64_t> rows(static_cast<size_t>(data.rows));
     for (int64_t i = 0; i < data.rows; ++i) rows[static_cast<size_t>(i)] = i;
-    return batch_gradient<T>(data, rows.data(), data.rows, false, data.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
-                             error.data(), scaled_error.data());
+    return batch_gradient<T>(data, rows.data(), data.rows, false, data.rows, model, grad_weight,
+                             model.bias ? grad_bias : nullptr, error.data(), scaled_error.data());
 }
 
 template <typename T>
@@ -474,7 +490,8 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     }
     const bool gathered = a.order != nullptr;
     // Threads pay off only when a step has enough work to hide two hand-offs.
-    const int threads = a.threads > 1 && batch_max * model.features * model.outputs >= (int64_t(1) << 14) ? a.threads : 1;
+    const int threads =
+        a.threads > 1 && batch_max * model.features * model.outputs >= (int64_t(1) << 14) ? a.threads : 1;
     WorkerPool pool(threads);
     const bool use_momentum = a.hyper.momentum != 0.0;
     bool momentum_ready = a.momentum_initialized;
@@ -485,9 +502,9 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     int64_t since_check = 0;
 
     for (int64_t e = 0; e < a.epochs; ++e) {
-        const SgdScalars<T> s = make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2,
-                                                    a.hyper.momentum, a.hyper.dampening, a.hyper.nesterov,
-                                                    a.hyper.maximize);
+        const SgdScalars<T> s =
+            make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2, a.hyper.momentum,
+                                a.hyper.dampening, a.hyper.nesterov, a.hyper.maximize);
         const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : identity.get();
         for (int64_t step = 0; step < steps_per_epoch; ++step) {
             if (++since_check >= check_every) {
@@ -502,19 +519,18 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             const int64_t* batch_rows = epoch_rows + start;
             T* gb = model.bias ? grad_bias.data() : nullptr;
             const T batch_loss =
-                pool.size() > 1
-                    ? batch_gradient_threaded<T>(pool, a.data, batch_rows, gathered, batch, model, grad_weight.data(), gb,
-                                                 error.data(), scaled_error.data())
-                    : batch_gradient<T>(a.data, batch_rows, rows_per_epoch - start, gathered, batch, model, grad_weight.data(), gb, error.data(),
-                                        scaled_error.data());
+                pool.size() > 1 ? batch_gradient_threaded<T>(pool, a.data, batch_rows, gathered, batch, model,
+                                                             grad_weight.data(), gb, error.data(), scaled_error.data())
+                                : batch_gradient<T>(a.data, batch_rows, rows_per_epoch - start, gathered, batch, model,
+                                                    grad_weight.data(), gb, error.data(), scaled_error.data());
             a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);
             if (!std::isfinite(batch_loss)) {
                 out.status = TrainStatus::diverged;
                 return out;
             }
-            const bool finite = apply_update<T>(model, grad_weight.data(), grad_bias.data(),
-                                                use_momentum ? a.buf_weight : nullptr,
-                                                use_momentum ? a.buf_bias : nullptr, s, use_momentum && !momentum_ready);
+            const bool finite =
+                apply_update<T>(model, grad_weight.data(), grad_bias.data(), use_momentum ? a.buf_weight : nullptr,
+                                use_momentum ? a.buf_bias : nullptr, s, use_momentum && !momentum_ready);
             if (use_momentum) momentum_ready = true;
             ++out.steps_done;
             if (!finite) {
@@ -532,9 +548,9 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     return out;
 }
 
-#define LINSGD_INSTANTIATE(T)                                                     \
-    template T loss<T>(const Data<T>&, const Model<T>&);                          \
-    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);              \
+#define LINSGD_INSTANTIATE(T)                                        \
+    template T loss<T>(const Data<T>&, const Model<T>&);             \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*); \
     template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
 
 LINSGD_INSTANTIATE(float)

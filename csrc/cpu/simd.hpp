@@ -157,15 +157,24 @@ LINSGD_ALWAYS_INLINE void dot_rows(const T* const* xs, const T* w, int64_t n, T*
         case 0:
             for (int r = 0; r < R; ++r) out[r] = T(0);
             return;
-        case 1: return dot_sequential_rows_fixed<T, R, 1>(xs, w, out);
-        case 2: return dot_sequential_rows_fixed<T, R, 2>(xs, w, out);
-        case 3: return dot_sequential_rows_fixed<T, R, 3>(xs, w, out);
-        case 4: return dot_sequential_rows_fixed<T, R, 4>(xs, w, out);
-        case 5: return dot_sequential_rows_fixed<T, R, 5>(xs, w, out);
-        case 6: return dot_sequential_rows_fixed<T, R, 6>(xs, w, out);
-        case 7: return dot_sequential_rows_fixed<T, R, 7>(xs, w, out);
-        case 8: return dot_sequential_rows_fixed<T, R, 8>(xs, w, out);
-        default: return dot_sequential_rows<T, R>(xs, w, n, out);
+        case 1:
+            return dot_sequential_rows_fixed<T, R, 1>(xs, w, out);
+        case 2:
+            return dot_sequential_rows_fixed<T, R, 2>(xs, w, out);
+        case 3:
+            return dot_sequential_rows_fixed<T, R, 3>(xs, w, out);
+        case 4:
+            return dot_sequential_rows_fixed<T, R, 4>(xs, w, out);
+        case 5:
+            return dot_sequential_rows_fixed<T, R, 5>(xs, w, out);
+        case 6:
+            return dot_sequential_rows_fixed<T, R, 6>(xs, w, out);
+        case 7:
+            return dot_sequential_rows_fixed<T, R, 7>(xs, w, out);
+        case 8:
+            return dot_sequential_rows_fixed<T, R, 8>(xs, w, out);
+        default:
+            return dot_sequential_rows<T, R>(xs, w, n, out);
     }
 }
 
