@@ -28,6 +28,7 @@ namespace {
 // a shuffled index need time for a full trip to memory.
 constexpr int64_t kPrefetchBytesInOrder = 2048;
 constexpr int64_t kPrefetchBytesGathered = 4096;
+constexpr int64_t kLongBlockBytes = 8192;
 // Rows per chunk of the fused pass: about this much of X, so that a chunk stays in L1.
 constexpr int64_t kChunkBytes = 16384;
 // A multiple of four rows, about kChunkBytes of X.
@@ -94,9 +95,12 @@ void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readabl
     const T* const weight = data.sample_weight;
     constexpr int kBlock = 4;
     const int64_t ahead = prefetch_ahead<T>(n, kBlock, gathered ? kPrefetchBytesGathered : kPrefetchBytesInOrder);
+    // Long rows read in order keep the hardware prefetcher ahead by themselves.
+    const int64_t prefetch_end =
+        gathered || n * static_cast<int64_t>(sizeof(T)) * kBlock <= kLongBlockBytes ? rows_readable : 0;
     int64_t i = begin;
     for (; i + kBlock <= end; i += kBlock) {
-        for (int64_t k = i + ahead; k < i + ahead + kBlock && k < rows_readable; ++k)
+        for (int64_t k = i + ahead; k < i + ahead + kBlock && k < prefetch_end; ++k)
             prefetch_row(data.x + rows[k] * n, n);
         const T* xs[kBlock];
         for (int r = 0; r < kBlock; ++r) xs[r] = data.x + rows[i + r] * n;

@@ -147,10 +147,12 @@ LINSGD_ALWAYS_INLINE void dot_sequential_rows(const T* const* xs, const T* w, in
 template <typename T, int R>
 LINSGD_ALWAYS_INLINE void dot_rows(const T* const* xs, const T* w, int64_t n, T* out) {
     if (n >= DotLanes<T>::value) {
-        // Two rows at a time keep 2 x K accumulators in registers.
+        // As many rows at a time as keep their accumulators, eight vectors in all, in registers
+        // (two rows with 256-bit vectors, four with 512-bit ones): w is loaded once for them.
+        constexpr int G = 8 / (DotLanes<T>::value / kLanes<T>) < 1 ? 1 : 8 / (DotLanes<T>::value / kLanes<T>);
         int r = 0;
-        for (; r + 2 <= R; r += 2) dot_blocked_rows<T, 2>(xs + r, w, n, out + r);
-        if (r < R) dot_blocked_rows<T, 1>(xs + r, w, n, out + r);
+        for (; r + G <= R; r += G) dot_blocked_rows<T, G>(xs + r, w, n, out + r);
+        for (; r < R; ++r) dot_blocked_rows<T, 1>(xs + r, w, n, out + r);
         return;
     }
     switch (n) {
