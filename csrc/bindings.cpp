@@ -87,7 +87,8 @@ void expect_shape(const py::array& a, const char* name, std::initializer_list<py
         std::string want = "(";
         d = 0;
         for (auto it = shape.begin(); it != shape.end(); ++it, ++d)
-            want += std::to_string(*it) + (shape.size() == 1 ? "," : (d + 1 < static_cast<py::ssize_t>(shape.size()) ? ", " : ""));
+            want += std::to_string(*it) +
+                    (shape.size() == 1 ? "," : (d + 1 < static_cast<py::ssize_t>(shape.size()) ? ", " : ""));
         value_error(std::string(name) + " must have shape " + want + "), got " + shape_of(a));
     }
 }
@@ -148,16 +149,19 @@ struct Checked {
     int64_t rows = 0, features = 0, outputs = 0;
 };
 
-Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool params_writable) {
+// X (M >= 1, N), Y (M, U >= 1) (or (M,), one output, when targets_1d), W (U, N), b (U,) or None.
+Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool params_writable,
+                    bool targets_1d = false) {
     Checked c;
     c.x = float_array(X, "X", 2, false);
     c.scalar = scalar_of(c.x);
     c.rows = c.x.shape(0);
     c.features = c.x.shape(1);
     if (c.rows < 1) value_error("X must have at least one row");
-    c.y = float_array(Y, "Y", 2, false);
+    const bool y_1d = targets_1d && py::isinstance<py::array>(Y) && py::reinterpret_borrow<py::array>(Y).ndim() == 1;
+    c.y = float_array(Y, "Y", y_1d ? 1 : 2, false);
     same_scalar(c.y, "Y", c.scalar);
-    c.outputs = c.y.shape(1);
+    c.outputs = y_1d ? 1 : c.y.shape(1);
     if (c.y.shape(0) != c.rows)
         value_error("Y must have as many rows as X (" + std::to_string(c.rows) + "), got shape " + shape_of(c.y));
     if (c.outputs < 1) value_error("Y must have at least one column");
@@ -216,25 +220,77 @@ bool python_signal_pending(void*) {
 
 // ---- all_finite: one pass, no allocation -----------------------------------------------------
 
-// x - x is +0 for every finite x and NaN for an infinity or a NaN, so a sum of such terms is
-// zero exactly when all are finite. Eight independent sums per block (the compiler vectorises
-// them) and one test per block, so a NaN early in a large array stops the scan early.
+// A float is NaN or infinite exactly when its exponent bits are all ones. (bits & exponent) +
+// (lowest exponent bit) then carries into the sign bit, and only then, so the OR of these terms
+// over the array has its sign bit set exactly when some element is not finite. Integer AND, ADD
+// and OR vectorise on any x86-64 (and need no floating-point port); independent lanes, and one
+// test per block so that a NaN early in a large array stops the scan early.
 template <typename T>
-bool finite_contiguous(const T* p, int64_t n) {
-    constexpr int64_t kLanes = 8;
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+    using U = uint32_t;
+    static constexpr U kExponent = 0x7f800000u, kLowest = 0x00800000u, kSign = 0x80000000u;
+};
+template <>
+struct FloatBits<double> {
+    using U = uint64_t;
+    static constexpr U kExponent = 0x7ff0000000000000ull, kLowest = 0x0010000000000000ull,
+                       kSign = 0x8000000000000000ull;
+};
+
+template <typename T>
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+inline bool
+finite_scan(const T* p, int64_t n) {
+    using B = FloatBits<T>;
+    using U = typename B::U;
+    constexpr int64_t kLanes = 64 / sizeof(T);  // two 256-bit registers of lanes
     constexpr int64_t kBlock = int64_t(1) << 12;
     for (int64_t start = 0; start < n; start += kBlock) {
         const int64_t end = std::min(n, start + kBlock);
-        T acc[kLanes] = {};
+        U acc[kLanes] = {};
         int64_t i = start;
         for (; i + kLanes <= end; i += kLanes)
-            for (int64_t l = 0; l < kLanes; ++l) acc[l] = acc[l] + (p[i + l] - p[i + l]);
-        for (; i < end; ++i) acc[0] = acc[0] + (p[i] - p[i]);
-        T total = T(0);
-        for (int64_t l = 0; l < kLanes; ++l) total = total + acc[l];
-        if (total != T(0)) return false;
+            for (int64_t l = 0; l < kLanes; ++l) {
+                U bits;
+                std::memcpy(&bits, p + i + l, sizeof(bits));
+                acc[l] |= (bits & B::kExponent) + B::kLowest;
+            }
+        for (; i < end; ++i) {
+            U bits;
+            std::memcpy(&bits, p + i, sizeof(bits));
+            acc[0] |= (bits & B::kExponent) + B::kLowest;
+        }
+        U total = 0;
+        for (int64_t l = 0; l < kLanes; ++l) total |= acc[l];
+        if (total & B::kSign) return false;
     }
     return true;
+}
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) bool finite_avx2(const float* p, int64_t n) { return finite_scan<float>(p, n); }
+__attribute__((target("avx2"))) bool finite_avx2(const double* p, int64_t n) { return finite_scan<double>(p, n); }
+bool have_avx2() {
+    static const bool yes = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0;
+    }();
+    return yes;
+}
+#define LINSGD_FINITE_AVX2 1
+#endif
+
+// Whether all n elements at p are finite (the AVX2 scan where the CPU has it).
+template <typename T>
+bool finite_contiguous(const T* p, int64_t n) {
+#ifdef LINSGD_FINITE_AVX2
+    if (have_avx2()) return finite_avx2(p, n);
+#endif
+    return finite_scan<T>(p, n);
 }
 
 // Any layout (negative strides, unaligned data included): element by element through memcpy.
@@ -337,68 +393,267 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                                          c.has_bias ? static_cast<double*>(gbias.mutable_data()) : nullptr);
 }
 
+// Calls with less work than this (multiply-adds) keep the GIL: see run_train.
+constexpr double kGilWork = 32768.0;
+
 template <typename T>
-linsgd::TrainOutcome run_train(const Checked& c, const py::array* order, int64_t rows_per_epoch, int64_t batch_size,
-                               const py::array& lr, const linsgd::SgdHyper& hyper, py::array* buf_w,
-                               py::array* buf_b, bool momentum_initialized, py::array& losses,
-                               const py::array* x_valid, const py::array* y_valid, py::array* valid_losses,
-                               double target_loss, const py::array& sw) {
+linsgd::TrainOutcome run_train(const Checked& c, const int64_t* order, int64_t rows_per_epoch, int64_t batch_size,
+                               const double* lr, int64_t epochs, const linsgd::SgdHyper& hyper, T* buf_w, T* buf_b,
+                               bool momentum_initialized, double* losses, const py::array* x_valid,
+                               const py::array* y_valid, double* valid_losses, double target_loss, const py::array& sw,
+                               int threads) {
     linsgd::TrainArgs<T> a;
     a.data = weighted(data_of<T>(c.x, c.y), sw);
     a.model = model_of<T>(c);
-    a.order = order ? static_cast<const int64_t*>(order->data()) : nullptr;
+    a.order = order;
     a.rows_per_epoch = rows_per_epoch;
     a.batch_size = batch_size;
-    a.lr = static_cast<const double*>(lr.data());
-    a.epochs = lr.shape(0);
+    a.lr = lr;
+    a.epochs = epochs;
     a.hyper = hyper;
-    a.buf_weight = buf_w ? static_cast<T*>(buf_w->mutable_data()) : nullptr;
-    a.buf_bias = buf_b ? static_cast<T*>(buf_b->mutable_data()) : nullptr;
+    a.buf_weight = buf_w;
+    a.buf_bias = buf_b;
     a.momentum_initialized = momentum_initialized;
-    a.losses = static_cast<double*>(losses.mutable_data());
+    a.losses = losses;
     if (valid_losses) {
         a.valid = data_of<T>(*x_valid, *y_valid);
-        a.valid_losses = static_cast<double*>(valid_losses->mutable_data());
+        a.valid_losses = valid_losses;
     }
     a.target_loss = target_loss;
+    a.threads = threads;
     const linsgd::StopCheck stop{&python_signal_pending, nullptr};
+    // Multiply-adds of the call (saturating): below a few tens of thousands the call takes
+    // microseconds, less than other threads would gain, and handing the GIL over and back
+    // would be a tenth of it; so it is released only for larger calls.
+    const double work = static_cast<double>(epochs) * static_cast<double>(c.features + 1) *
+                        static_cast<double>(c.outputs) *
+                        static_cast<double>(rows_per_epoch + (valid_losses ? x_valid->shape(0) : 0));
+    if (threads == 1 && work < kGilWork) return linsgd::cpu::train<T>(a, stop);
     py::gil_scoped_release nogil;
     return linsgd::cpu::train<T>(a, stop);
 }
 
-py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle order_obj, int64_t batch_size,
-                   py::handle lr_obj, double weight_decay, bool decay_bias, double l2, double momentum,
-                   double dampening, bool nesterov, bool maximize, py::handle buf_W, py::handle buf_b,
-                   bool momentum_initialized, py::handle losses_obj, py::handle X_valid, py::handle Y_valid,
-                   py::handle valid_losses_obj, double target_loss, py::handle sample_weight) {
-    const Checked c = check_model(X, Y, W, b, true);
-    const py::array sw = sample_weights(sample_weight, c);
+template <typename T>
+T* data_or_null(py::array* a) {
+    return a ? static_cast<T*>(a->mutable_data()) : nullptr;
+}
+
+// Runs a checked call in the model's dtype; raises a pending KeyboardInterrupt.
+linsgd::TrainOutcome dispatch_train(const Checked& c, const int64_t* order, int64_t rows_per_epoch, int64_t batch_size,
+                                    const double* lr, int64_t epochs, const linsgd::SgdHyper& hyper, py::array* bw,
+                                    py::array* bb, bool momentum_initialized, double* losses, const py::array* xv,
+                                    const py::array* yv, double* valid_losses, double target_loss, const py::array& sw,
+                                    int threads) {
+    const linsgd::TrainOutcome out =
+        c.scalar == Scalar::f32
+            ? run_train<float>(c, order, rows_per_epoch, batch_size, lr, epochs, hyper, data_or_null<float>(bw),
+                               data_or_null<float>(bb), momentum_initialized, losses, xv, yv, valid_losses, target_loss,
+                               sw, threads)
+            : run_train<double>(c, order, rows_per_epoch, batch_size, lr, epochs, hyper, data_or_null<double>(bw),
+                                data_or_null<double>(bb), momentum_initialized, losses, xv, yv, valid_losses,
+                                target_loss, sw, threads);
+    if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
+    return out;
+}
+
+// ---- train and run: raw METH_FASTCALL functions ------------------------------------------------
+// pybind11's dispatcher costs about a microsecond for train's two dozen arguments, as much as a
+// whole small epoch; these entry points parse their arguments themselves, with the same checks,
+// and translate C++ exceptions into Python ones.
+
+// A worker pool of more threads than this is a mistake, not a request.
+constexpr int64_t kMaxThreads = 1024;
+
+// An integer argument: a Python int (or anything with __index__, as numpy integers), not a bool
+// and not a float; TypeError naming it otherwise, or when it does not fit in int64.
+int64_t int_arg(PyObject* o, const char* name) {
+    if (PyLong_CheckExact(o)) {
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (!overflow && !(v == -1 && PyErr_Occurred())) return static_cast<int64_t>(v);
+        PyErr_Clear();
+        type_error(std::string(name) + " must fit in a 64-bit integer");
+    }
+    if (PyBool_Check(o) || PyFloat_Check(o) || !PyIndex_Check(o))
+        type_error(std::string(name) + " must be an integer, got " + Py_TYPE(o)->tp_name);
+    py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!idx) throw py::error_already_set();
+    return int_arg(idx.ptr(), name);
+}
+
+// A real argument: a Python float or int (numpy scalars included), not a bool.
+double real_arg(PyObject* o, const char* name) {
+    if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);
+    if (PyBool_Check(o)) type_error(std::string(name) + " must be a real number, got bool");
+    const double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        type_error(std::string(name) + " must be a real number, got " + Py_TYPE(o)->tp_name);
+    }
+    return v;
+}
+
+// A flag: True, False or a numpy bool.
+bool bool_arg(PyObject* o, const char* name) {
+    if (o == Py_True) return true;
+    if (o == Py_False) return false;
+    if (std::strcmp(Py_TYPE(o)->tp_name, "numpy.bool") == 0 || std::strcmp(Py_TYPE(o)->tp_name, "numpy.bool_") == 0)
+        return PyObject_IsTrue(o) == 1;
+    type_error(std::string(name) + " must be a bool, got " + Py_TYPE(o)->tp_name);
+}
+
+int thread_count(int64_t threads) {
+    if (threads < 1 || threads > kMaxThreads)
+        value_error("threads must be between 1 and " + std::to_string(kMaxThreads) + ", got " +
+                    std::to_string(threads));
+    return static_cast<int>(threads);
+}
+
+void require_finite(const py::array& a, const char* name) {
+    const bool ok = scalar_of(a) == Scalar::f32
+                        ? finite_contiguous<float>(static_cast<const float*>(a.data()), a.size())
+                        : finite_contiguous<double>(static_cast<const double*>(a.data()), a.size());
+    if (!ok) value_error(std::string(name) + " contains NaN or infinity");
+}
+
+// The momentum buffers, checked when momentum != 0 (unset arrays otherwise).
+void momentum_buffers(py::handle buf_W, py::handle buf_b, const Checked& c, py::array& bw, py::array& bb) {
+    bw = float_array(buf_W, "buf_W", 2, true);
+    same_scalar(bw, "buf_W", c.scalar);
+    expect_shape(bw, "buf_W", {c.outputs, c.features});
+    if (c.has_bias) {
+        if (buf_b.is_none()) value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
+        bb = float_array(buf_b, "buf_b", 1, true);
+        same_scalar(bb, "buf_b", c.scalar);
+        expect_shape(bb, "buf_b", {c.outputs});
+    }
+}
+
+// The validation set: X_valid (M_valid >= 1, N) and Y_valid (M_valid, U), or (M_valid,) when
+// targets_1d and U == 1.
+void validation_set(py::handle X_valid, py::handle Y_valid, const Checked& c, bool targets_1d, py::array& xv,
+                    py::array& yv) {
+    xv = float_array(X_valid, "X_valid", 2, false);
+    same_scalar(xv, "X_valid", c.scalar);
+    if (xv.shape(0) < 1 || xv.shape(1) != c.features)
+        value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(c.features) + "), got " + shape_of(xv));
+    const bool one_d = targets_1d && c.outputs == 1 && py::isinstance<py::array>(Y_valid) &&
+                       py::reinterpret_borrow<py::array>(Y_valid).ndim() == 1;
+    yv = float_array(Y_valid, "Y_valid", one_d ? 1 : 2, false);
+    same_scalar(yv, "Y_valid", c.scalar);
+    if (one_d)
+        expect_shape(yv, "Y_valid", {xv.shape(0)});
+    else
+        expect_shape(yv, "Y_valid", {xv.shape(0), c.outputs});
+}
+
+// Steps per epoch for a batch size already clamped to [1, rows_per_epoch], checked against
+// int64 overflow of epochs * steps.
+int64_t steps_per_epoch_of(int64_t rows_per_epoch, int64_t batch_size, int64_t epochs) {
+    const int64_t steps = rows_per_epoch / batch_size + (rows_per_epoch % batch_size != 0);
+    if (epochs > std::numeric_limits<int64_t>::max() / steps) value_error("epochs * steps per epoch overflows int64");
+    return steps;
+}
+
+// Reads a fastcall argument vector into `slots` (positional first, then keywords by name);
+// false with a TypeError set when it does not fit.
+bool parse_fastcall(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                    const char* const* names, int count, int required, PyObject** slots) {
+    if (nargs > count) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fn, count, nargs);
+        return false;
+    }
+    for (Py_ssize_t i = 0; i < nargs; ++i) slots[i] = args[i];
+    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; ++k) {
+        PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+        int slot = -1;
+        for (int i = 0; i < count && slot < 0; ++i)
+            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) slot = i;
+        if (slot < 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, key);
+            return false;
+        }
+        if (slots[slot]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn, names[slot]);
+            return false;
+        }
+        slots[slot] = args[nargs + k];
+    }
+    for (int i = 0; i < required; ++i)
+        if (!slots[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (position %d)", fn, names[i], i + 1);
+            return false;
+        }
+    return true;
+}
+
+// Calls body() and turns a C++ exception into the Python one (nullptr returned).
+template <typename F>
+PyObject* translate_exceptions(F&& body) {
+    try {
+        return body().release().ptr();
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+// ---- train: the documented low-level entry point (linsgd._backends) --------------------------
+
+// clang-format off
+enum TrainArg : int {
+    kX, kY, kW, kB, kOrder, kBatchSize, kLr, kWeightDecay, kDecayBias, kL2, kMomentum, kDampening, kNesterov,
+    kMaximize, kBufW, kBufB, kMomentumInitialized, kLosses, kXValid, kYValid, kValidLosses, kTargetLoss,
+    kSampleWeight, kThreads, kTrainArgCount
+};
+constexpr int kTrainRequired = kSampleWeight;  // the arguments before sample_weight have no default
+constexpr const char* kTrainArgNames[kTrainArgCount] = {
+    "X", "Y", "W", "b", "order", "batch_size", "lr", "weight_decay", "decay_bias", "l2", "momentum", "dampening",
+    "nesterov", "maximize", "buf_W", "buf_b", "momentum_initialized", "losses", "X_valid", "Y_valid", "valid_losses",
+    "target_loss", "sample_weight", "threads"};
+// clang-format on
+
+py::tuple train_impl(PyObject* const* arg) {
+    auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
+    const Checked c = check_model(h(kX), h(kY), h(kW), h(kB), true);
+    const py::array sw = sample_weights(h(kSampleWeight), c);
+    int64_t batch_size = int_arg(arg[kBatchSize], "batch_size");
     if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
-    py::array lr = double_array(lr_obj, "lr", 1, false);
+    py::array lr = double_array(h(kLr), "lr", 1, false);
     const int64_t epochs = lr.shape(0);
     const double* lr_values = static_cast<const double*>(lr.data());
     for (int64_t e = 0; e < epochs; ++e)
         if (!std::isfinite(lr_values[e])) value_error("lr must be finite in every epoch");
 
     linsgd::SgdHyper hyper;
-    hyper.weight_decay = finite(weight_decay, "weight_decay");
-    hyper.decay_bias = decay_bias;
-    hyper.l2 = finite(l2, "l2");
-    hyper.momentum = finite(momentum, "momentum");
-    hyper.dampening = finite(dampening, "dampening");
-    hyper.nesterov = nesterov;
-    hyper.maximize = maximize;
-    if (nesterov && (momentum == 0.0 || dampening != 0.0))
+    hyper.weight_decay = finite(real_arg(arg[kWeightDecay], "weight_decay"), "weight_decay");
+    hyper.decay_bias = bool_arg(arg[kDecayBias], "decay_bias");
+    hyper.l2 = finite(real_arg(arg[kL2], "l2"), "l2");
+    hyper.momentum = finite(real_arg(arg[kMomentum], "momentum"), "momentum");
+    hyper.dampening = finite(real_arg(arg[kDampening], "dampening"), "dampening");
+    hyper.nesterov = bool_arg(arg[kNesterov], "nesterov");
+    hyper.maximize = bool_arg(arg[kMaximize], "maximize");
+    if (hyper.nesterov && (hyper.momentum == 0.0 || hyper.dampening != 0.0))
         value_error("nesterov requires momentum > 0 and dampening == 0");
+    const bool momentum_initialized = bool_arg(arg[kMomentumInitialized], "momentum_initialized");
+    const double target_loss = real_arg(arg[kTargetLoss], "target_loss");
     if (std::isinf(target_loss)) value_error("target_loss must be finite or NaN (disabled)");
+    const int threads = thread_count(arg[kThreads] ? int_arg(arg[kThreads], "threads") : 1);
 
     int64_t rows_per_epoch = c.rows;
     py::array order = unset_array();
-    const bool has_order = !order_obj.is_none();
+    const bool has_order = !h(kOrder).is_none();
     if (has_order) {
         // Row indices may repeat (sampling with replacement) and an epoch may have more or fewer
         // rows than X; each one must lie in [0, rows).
-        order = require_array(order_obj, "order");
+        order = require_array(h(kOrder), "order");
         if (order.dtype().kind() != 'i' || order.dtype().itemsize() != 8 || !native_order(order.dtype()))
             type_error("order must be an int64 array, got dtype " + std::string(py::str(order.dtype())));
         if (order.ndim() != 2) value_error("order must be 2-D (epochs, rows), got shape " + shape_of(order));
@@ -418,43 +673,24 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     if (rows_per_epoch < 1) value_error("order must select at least one row per epoch");
     // A batch larger than the epoch is the whole epoch: the same steps, and no overflow below.
     batch_size = std::min(batch_size, rows_per_epoch);
-    const int64_t steps_per_epoch = rows_per_epoch / batch_size + (rows_per_epoch % batch_size != 0);
-    if (epochs > std::numeric_limits<int64_t>::max() / steps_per_epoch)
-        value_error("epochs * steps per epoch overflows int64");
+    const int64_t steps_per_epoch = steps_per_epoch_of(rows_per_epoch, batch_size, epochs);
 
-    py::array losses = double_array(losses_obj, "losses", 1, true);
+    py::array losses = double_array(h(kLosses), "losses", 1, true);
     if (losses.shape(0) < epochs * steps_per_epoch)
         value_error("losses must hold epochs * steps_per_epoch = " + std::to_string(epochs * steps_per_epoch) +
                     " values, got shape " + shape_of(losses));
 
     py::array bw = unset_array(), bb = unset_array();
-    const bool use_momentum = momentum != 0.0;
-    if (use_momentum) {
-        bw = float_array(buf_W, "buf_W", 2, true);
-        same_scalar(bw, "buf_W", c.scalar);
-        expect_shape(bw, "buf_W", {c.outputs, c.features});
-        if (c.has_bias) {
-            if (buf_b.is_none()) value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
-            bb = float_array(buf_b, "buf_b", 1, true);
-            same_scalar(bb, "buf_b", c.scalar);
-            expect_shape(bb, "buf_b", {c.outputs});
-        }
-    }
+    const bool use_momentum = hyper.momentum != 0.0;
+    if (use_momentum) momentum_buffers(h(kBufW), h(kBufB), c, bw, bb);
 
-    const bool has_valid = !valid_losses_obj.is_none();
+    const bool has_valid = !h(kValidLosses).is_none();
     py::array xv = unset_array(), yv = unset_array(), vl = unset_array();
     if (has_valid) {
-        xv = float_array(X_valid, "X_valid", 2, false);
-        same_scalar(xv, "X_valid", c.scalar);
-        if (xv.shape(0) < 1 || xv.shape(1) != c.features)
-            value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(c.features) + "), got " +
-                        shape_of(xv));
-        yv = float_array(Y_valid, "Y_valid", 2, false);
-        same_scalar(yv, "Y_valid", c.scalar);
-        expect_shape(yv, "Y_valid", {xv.shape(0), c.outputs});
-        vl = double_array(valid_losses_obj, "valid_losses", 1, true);
+        validation_set(h(kXValid), h(kYValid), c, false, xv, yv);
+        vl = double_array(h(kValidLosses), "valid_losses", 1, true);
         expect_shape(vl, "valid_losses", {epochs});
-    } else if (!X_valid.is_none() || !Y_valid.is_none()) {
+    } else if (!h(kXValid).is_none() || !h(kYValid).is_none()) {
         value_error("X_valid and Y_valid need valid_losses to write to");
     }
 
@@ -488,19 +724,226 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     }
     no_overlap(outs, all);
 
-    py::array* bw_ptr = use_momentum ? &bw : nullptr;
-    py::array* bb_ptr = use_momentum && c.has_bias ? &bb : nullptr;
-    const linsgd::TrainOutcome out =
-        c.scalar == Scalar::f32
-            ? run_train<float>(c, has_order ? &order : nullptr, rows_per_epoch, batch_size, lr, hyper, bw_ptr, bb_ptr,
-                               momentum_initialized, losses, has_valid ? &xv : nullptr, has_valid ? &yv : nullptr,
-                               has_valid ? &vl : nullptr, target_loss, sw)
-            : run_train<double>(c, has_order ? &order : nullptr, rows_per_epoch, batch_size, lr, hyper, bw_ptr, bb_ptr,
-                                momentum_initialized, losses, has_valid ? &xv : nullptr, has_valid ? &yv : nullptr,
-                                has_valid ? &vl : nullptr, target_loss, sw);
-    if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
+    const linsgd::TrainOutcome out = dispatch_train(
+        c, has_order ? static_cast<const int64_t*>(order.data()) : nullptr, rows_per_epoch, batch_size, lr_values,
+        epochs, hyper, use_momentum ? &bw : nullptr, use_momentum && c.has_bias ? &bb : nullptr, momentum_initialized,
+        static_cast<double*>(losses.mutable_data()), has_valid ? &xv : nullptr, has_valid ? &yv : nullptr,
+        has_valid ? static_cast<double*>(vl.mutable_data()) : nullptr, target_loss, sw, threads);
     return py::make_tuple(out.steps_done, static_cast<int>(out.status));
 }
+
+PyObject* train_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* arg[kTrainArgCount] = {};
+    if (!parse_fastcall("train", args, nargs, kwnames, kTrainArgNames, kTrainArgCount, kTrainRequired, arg))
+        return nullptr;
+    return translate_exceptions([&] { return train_impl(arg); });
+}
+
+constexpr const char* kTrainDoc =
+    "train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, "
+    "maximize, buf_W, buf_b, momentum_initialized, losses, X_valid, Y_valid, valid_losses, target_loss, "
+    "sample_weight=None, threads=1)\n--\n\n"
+    "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
+    "1 target_loss reached, 2 diverged, 3 interrupted. threads (1..1024): host threads for large batches "
+    "(the same bits for every count).";
+
+// ---- run: the common call of linsgd.kernels, in one step -------------------------------------
+// No row order and no sample weights; a constant learning rate or one per epoch; Y and Y_valid
+// may be 1-D for one output; the loss arrays are made here. It accepts less than the Python API
+// (exact numpy arrays, Python scalars of exactly the expected kinds, non-negative penalties and
+// momentum), so that everything it accepts, linsgd.kernels accepts too, with the same meaning:
+// linsgd.kernels calls it first and, when it refuses (always before anything is written), does
+// the call the long way, which gives the error its full message.
+
+// clang-format off
+enum RunArg : int {
+    rX, rY, rW, rB, rBatchSize, rLr, rEpochs, rWeightDecay, rDecayBias, rL2, rMomentum, rDampening, rNesterov,
+    rMaximize, rBufW, rBufB, rMomentumInitialized, rXValid, rYValid, rTargetLoss, rThreads, rFlags, kRunArgCount
+};
+constexpr const char* kRunArgNames[kRunArgCount] = {
+    "X", "Y", "W", "b", "batch_size", "lr", "epochs", "weight_decay", "decay_bias", "l2", "momentum", "dampening",
+    "nesterov", "maximize", "buf_W", "buf_b", "momentum_initialized", "X_valid", "Y_valid", "target_loss", "threads",
+    "flags"};
+// clang-format on
+
+constexpr int64_t kCheckData = 1;    // refuse NaN or infinity in X, Y, X_valid, Y_valid
+constexpr int64_t kCheckParams = 2;  // refuse NaN or infinity in W, b
+constexpr int64_t kCheckOnly = 4;    // check, make the loss arrays, run no step
+constexpr int64_t kRunFlags = kCheckData | kCheckParams | kCheckOnly;
+
+// An exact numpy array (no subclass: a masked array's mask would be ignored), or None when allowed.
+py::handle exact_array(PyObject* o, const char* name, bool none_ok) {
+    if (none_ok && o == Py_None) return py::handle(o);
+    if (Py_TYPE(o) != py::detail::npy_api::get().PyArray_Type_)
+        type_error(std::string(name) + " must be a numpy.ndarray, got " + Py_TYPE(o)->tp_name);
+    return py::handle(o);
+}
+
+double strict_real(PyObject* o, const char* name, bool non_negative) {
+    double v;
+    if (PyFloat_Check(o)) {
+        v = PyFloat_AS_DOUBLE(o);
+    } else if (PyLong_CheckExact(o)) {
+        v = PyLong_AsDouble(o);
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            value_error(std::string(name) + " is too large");
+        }
+    } else {
+        type_error(std::string(name) + " must be a float or an int, got " + Py_TYPE(o)->tp_name);
+    }
+    finite(v, name);
+    if (non_negative && !(v >= 0.0)) value_error(std::string(name) + " must be >= 0");
+    return v;
+}
+
+bool strict_bool(PyObject* o, const char* name) {
+    if (o == Py_True) return true;
+    if (o == Py_False) return false;
+    type_error(std::string(name) + " must be True or False, got " + Py_TYPE(o)->tp_name);
+}
+
+int64_t strict_int(PyObject* o, const char* name) {
+    if (!PyLong_CheckExact(o)) type_error(std::string(name) + " must be an int, got " + Py_TYPE(o)->tp_name);
+    return int_arg(o, name);
+}
+
+py::tuple run_impl(PyObject* const* arg) {
+    for (int i : {rX, rY, rW}) exact_array(arg[i], kRunArgNames[i], false);
+    for (int i : {rB, rBufW, rBufB, rXValid, rYValid}) exact_array(arg[i], kRunArgNames[i], true);
+    const Checked c = check_model(arg[rX], arg[rY], arg[rW], arg[rB], true, true);
+    const int64_t rows = c.rows;
+    int64_t batch_size = rows;
+    if (arg[rBatchSize] != Py_None) {
+        batch_size = strict_int(arg[rBatchSize], "batch_size");
+        if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+        batch_size = std::min(batch_size, rows);
+    }
+    const int64_t epochs = strict_int(arg[rEpochs], "epochs");
+    if (epochs < 1) value_error("epochs must be >= 1, got " + std::to_string(epochs));
+    // lr: a number for every epoch, or a C-contiguous float64 array of one per epoch
+    double lr_value = 0.0;
+    const double* lr = &lr_value;
+    std::vector<double> lr_copies;
+    py::array lr_array = unset_array();
+    if (PyFloat_Check(arg[rLr]) || PyLong_CheckExact(arg[rLr])) {
+        lr_value = strict_real(arg[rLr], "lr", true);
+        if (epochs > 1) {
+            lr_copies.assign(static_cast<size_t>(epochs), lr_value);
+            lr = lr_copies.data();
+        }
+    } else {
+        exact_array(arg[rLr], "lr", false);
+        lr_array = double_array(arg[rLr], "lr", 1, false);
+        expect_shape(lr_array, "lr", {epochs});
+        lr = static_cast<const double*>(lr_array.data());
+        for (int64_t e = 0; e < epochs; ++e)
+            if (!(std::isfinite(lr[e]) && lr[e] >= 0.0)) value_error("lr must be finite and >= 0 in every epoch");
+    }
+    linsgd::SgdHyper hyper;
+    hyper.weight_decay = strict_real(arg[rWeightDecay], "weight_decay", true);
+    hyper.decay_bias = strict_bool(arg[rDecayBias], "decay_bias");
+    hyper.l2 = strict_real(arg[rL2], "l2", true);
+    hyper.momentum = strict_real(arg[rMomentum], "momentum", true);
+    hyper.dampening = strict_real(arg[rDampening], "dampening", false);
+    hyper.nesterov = strict_bool(arg[rNesterov], "nesterov");
+    hyper.maximize = strict_bool(arg[rMaximize], "maximize");
+    if (hyper.nesterov && (hyper.momentum <= 0.0 || hyper.dampening != 0.0))
+        value_error("nesterov requires momentum > 0 and dampening == 0");
+    const bool momentum_initialized = strict_bool(arg[rMomentumInitialized], "momentum_initialized");
+    double target_loss = std::numeric_limits<double>::quiet_NaN();
+    if (arg[rTargetLoss] != Py_None) target_loss = strict_real(arg[rTargetLoss], "target_loss", false);
+    const int threads = thread_count(strict_int(arg[rThreads], "threads"));
+    const int64_t flags = strict_int(arg[rFlags], "flags");
+    if ((flags & ~kRunFlags) != 0) value_error("flags must be a combination of 1, 2 and 4");
+    const int64_t steps_per_epoch = steps_per_epoch_of(rows, batch_size, epochs);
+
+    py::array bw = unset_array(), bb = unset_array();
+    const bool use_momentum = hyper.momentum != 0.0;
+    if (use_momentum) momentum_buffers(arg[rBufW], arg[rBufB], c, bw, bb);
+    const bool has_valid = arg[rXValid] != Py_None || arg[rYValid] != Py_None;
+    py::array xv = unset_array(), yv = unset_array();
+    if (has_valid) validation_set(arg[rXValid], arg[rYValid], c, true, xv, yv);
+
+    NamedList all, outs;
+    all.add(c.x, "X");
+    all.add(c.y, "Y");
+    all.add(c.w, "W");
+    outs.add(c.w, "W");
+    if (c.has_bias) {
+        all.add(c.b, "b");
+        outs.add(c.b, "b");
+    }
+    if (lr_array.ptr()) all.add(lr_array, "lr");
+    if (use_momentum) {
+        all.add(bw, "buf_W");
+        outs.add(bw, "buf_W");
+        if (c.has_bias) {
+            all.add(bb, "buf_b");
+            outs.add(bb, "buf_b");
+        }
+    }
+    if (has_valid) {
+        all.add(xv, "X_valid");
+        all.add(yv, "Y_valid");
+    }
+    no_overlap(outs, all);
+    if (flags & kCheckData) {
+        require_finite(c.x, "X");
+        require_finite(c.y, "Y");
+        if (has_valid) {
+            require_finite(xv, "X_valid");
+            require_finite(yv, "Y_valid");
+        }
+    }
+    if (flags & kCheckParams) {
+        require_finite(c.w, "W");
+        if (c.has_bias) require_finite(c.b, "b");
+    }
+
+    // the outputs: NaN where no step (or no epoch) ran
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    py::array_t<double> losses(epochs * steps_per_epoch);
+    std::fill(losses.mutable_data(), losses.mutable_data() + epochs * steps_per_epoch, nan);
+    py::object valid_losses = py::none();
+    double* vl = nullptr;
+    if (has_valid) {
+        py::array_t<double> v(epochs);
+        vl = v.mutable_data();
+        std::fill(vl, vl + epochs, nan);
+        valid_losses = std::move(v);
+    }
+    if (flags & kCheckOnly) return py::make_tuple(0, 0, std::move(losses), std::move(valid_losses));
+    const linsgd::TrainOutcome out =
+        dispatch_train(c, nullptr, rows, batch_size, lr, epochs, hyper, use_momentum ? &bw : nullptr,
+                       use_momentum && c.has_bias ? &bb : nullptr, momentum_initialized, losses.mutable_data(),
+                       has_valid ? &xv : nullptr, has_valid ? &yv : nullptr, vl, target_loss, unset_array(), threads);
+    return py::make_tuple(out.steps_done, static_cast<int>(out.status), std::move(losses), std::move(valid_losses));
+}
+
+PyObject* run_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != kRunArgCount) {
+        PyErr_Format(PyExc_TypeError, "run() takes exactly %d positional arguments (%zd given)", int(kRunArgCount),
+                     nargs);
+        return nullptr;
+    }
+    return translate_exceptions([&] { return run_impl(args); });
+}
+
+constexpr const char* kRunDoc =
+    "run(X, Y, W, b, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum, dampening, nesterov, "
+    "maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid, target_loss, threads, flags, /)\n--\n\n"
+    "train's common case for linsgd.kernels, with stricter checks: exact numpy arrays, Y and Y_valid (M,) or "
+    "(M, U), no order or sample weights, batch_size an int or None (all rows), lr a float or a float64 "
+    "array of one per epoch (>= 0), epochs >= 1, non-negative weight_decay, l2 and momentum, target_loss a "
+    "float or None, threads 1..1024. flags: 1 refuse NaN or infinity in X, Y, X_valid, Y_valid; 2 in W, b; "
+    "4 only check. Returns (steps_done, status, losses (epochs*steps,), valid_losses (epochs,) or None), the "
+    "losses NaN where no step ran.";
+
+PyMethodDef kTrainDef = {"train", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&train_fastcall)),
+                         METH_FASTCALL | METH_KEYWORDS, kTrainDoc};
+PyMethodDef kRunDef = {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&run_fastcall)),
+                       METH_FASTCALL, kRunDoc};
 
 }  // namespace
 
@@ -509,32 +952,27 @@ PYBIND11_MODULE(_core, m) {
     m.def("loss", &loss_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
           py::arg("sample_weight").none(true) = py::none(),
           "Mean squared error of the model (W, b) on (X, Y), rounded as torch's MSELoss rounds it.");
-    m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
-          py::arg("gW"), py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
+    m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true), py::arg("gW"),
+          py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
           "Write the MSE gradient of one batch into gW (U, N) and gb (U,); return the batch loss.");
-    m.def("train", &train_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
-          py::arg("order").none(true), py::arg("batch_size"), py::arg("lr"), py::arg("weight_decay"),
-          py::arg("decay_bias"), py::arg("l2"), py::arg("momentum"), py::arg("dampening"), py::arg("nesterov"),
-          py::arg("maximize"), py::arg("buf_W").none(true), py::arg("buf_b").none(true),
-          py::arg("momentum_initialized"), py::arg("losses"), py::arg("X_valid").none(true),
-          py::arg("Y_valid").none(true), py::arg("valid_losses").none(true), py::arg("target_loss"),
-          py::arg("sample_weight").none(true) = py::none(),
-          "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
-          "1 target_loss reached, 2 diverged, 3 interrupted.");
+    for (PyMethodDef* def : {&kTrainDef, &kRunDef}) {
+        py::object name = py::str("linsgd._core");
+        PyObject* fn = PyCFunction_NewEx(def, nullptr, name.ptr());
+        if (!fn) throw py::error_already_set();
+        m.add_object(def->ml_name, py::reinterpret_steal<py::object>(fn));
+    }
     m.def("all_finite", &all_finite_py, py::arg("a"),
           "Whether every element of the float32/float64 array a is finite (no NaN, no infinity): one "
           "pass, any layout, no allocation; the GIL is released for large arrays.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,
           "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
-    m.def("supported_cpu_variants", &linsgd::cpu::supported_variants,
-          "The instruction-set variants this CPU can run.");
+    m.def("supported_cpu_variants", &linsgd::cpu::supported_variants, "The instruction-set variants this CPU can run.");
     m.def(
         "set_cpu_variant",
         [](const std::string& name) {
             if (!linsgd::cpu::set_variant(name.c_str()))
                 value_error("cpu variant must be one of this CPU's " +
-                            std::string(py::str(py::cast(linsgd::cpu::supported_variants()))) + ", got '" + name +
-                            "'");
+                            std::string(py::str(py::cast(linsgd::cpu::supported_variants()))) + ", got '" + name + "'");
         },
         py::arg("name"), "Force an instruction-set variant (for tests and benchmarks: all give the same bits).");
 }

@@ -125,7 +125,7 @@ def test_params_are_stored_unchanged_and_clone_works():
         "lr", "batch_size", "epochs", "momentum", "dampening", "nesterov", "maximize",
         "weight_decay", "decay_bias", "l2", "fit_intercept", "shuffle", "random_state",
         "solver", "tol", "n_iter_no_change", "target_loss", "drop_last", "init", "dtype",
-        "backend", "verbose",
+        "backend", "verbose", "n_threads",
     }  # fmt: skip
     assert clone(model).get_params() == params
 

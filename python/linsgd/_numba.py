@@ -31,7 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["gradient", "loss", "train"]
+__all__ = ["gradient", "loss", "train", "train_constant_lr"]
 
 # error_model="numpy": IEEE division (x/0 -> inf/nan) instead of raising ZeroDivisionError, so an
 # empty set's loss is NaN as in torch.
@@ -738,6 +738,15 @@ def _train_plain(X, Y, W, b, has_b, batch_size, lr, wd_w, wd_b, maximize, losses
 
 
 @numba.njit(**_JIT)
+def _train_constant(X, Y, W, b, has_b, batch_size, lr, epochs, wd_w, wd_b, maximize, losses,
+                    target_loss):
+    """``_train_plain`` with one learning rate for all ``epochs`` and ``Y`` of shape (M, U) or
+    (M,) (one output): linsgd.kernels' common call, with few arguments for the dispatcher."""
+    return _train_plain(X, Y.reshape((X.shape[0], W.shape[0])), W, b, has_b, batch_size,
+                        np.full(epochs, lr), wd_w, wd_b, maximize, losses, target_loss)
+
+
+@numba.njit(**_JIT)
 def _loss_entry(X, Y, W, b, has_b, SW, has_sw):
     SQ = np.empty(X.shape[0] * W.shape[0], dtype=W.dtype)
     CS = np.empty(4 * _block(W), dtype=W.dtype)
@@ -949,4 +958,32 @@ def train(
         valid_losses if has_valid else _NO_LOSSES, has_valid,
         float(target_loss),
         e1 if sample_weight is None else sample_weight, sample_weight is not None,
+    )
+
+
+def train_constant_lr(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    batch_size: int,
+    lr: float,
+    epochs: int,
+    weight_decay: float,
+    decay_bias: bool,
+    l2: float,
+    maximize: bool,
+    losses: np.ndarray,
+    target_loss: float,
+) -> tuple[int, int]:
+    """:func:`train` without row order, momentum, validation or sample weights, with the same
+    learning rate ``lr`` in all ``epochs`` and ``Y`` of shape (M, U) or (M,): the common call of
+    ``linsgd.kernels``, in one dispatch of few arguments. ``batch_size`` must be at most M (the
+    caller clamps it); the results are :func:`train`'s, bit for bit.
+    """
+    wd = float(weight_decay)
+    return _train_constant(
+        X, Y, W, _EMPTY[W.dtype][0] if b is None else b, b is not None, int(batch_size),
+        float(lr), int(epochs), wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
+        losses, float(target_loss),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import operator
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import kernels
-from ._backends import get_backend
+from ._backends import resolve_backend
 from ._closed_form import closed_form
 from ._shuffle import TorchDataLoaderOrder
 from ._torch_interop import is_torch_tensor, torch_linear_init
@@ -55,6 +56,8 @@ def _is_bool(v: Any) -> bool:
 def _check_real(
     value: Any, name: str, *, minimum: float | None = None, allow_none: bool = False
 ) -> float | None:
+    if type(value) is float and math.isfinite(value) and (minimum is None or value >= minimum):
+        return value
     if value is None and allow_none:
         return None
     if _is_bool(value) or not isinstance(value, numbers.Real):
@@ -68,6 +71,8 @@ def _check_real(
 
 
 def _check_int(value: Any, name: str, *, minimum: int) -> int:
+    if type(value) is int and value >= minimum:
+        return value
     if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     v = int(value)
@@ -77,6 +82,8 @@ def _check_int(value: Any, name: str, *, minimum: int) -> int:
 
 
 def _check_bool(value: Any, name: str) -> bool:
+    if value is True or value is False:
+        return value
     if not _is_bool(value):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
@@ -123,12 +130,33 @@ def _as_array(a: Any, name: str) -> np.ndarray:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.size and not np.isfinite(arr).all():
+    """``arr`` is a float32/float64 array: one pass, no temporary (``kernels._all_finite``)."""
+    if not kernels._all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity")
+
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def _ready(a: Any, dt: np.dtype | None) -> bool:
+    """Whether ``a`` is already what the checks below would make of it: a C-contiguous,
+    aligned numpy array of the model dtype (``dt``, or float32/float64 when None)."""
+    if type(a) is not np.ndarray:
+        return False
+    adt = a.dtype
+    if not (adt is dt if dt is not None else (adt is _F64 or adt is _F32)):
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned
 
 
 def _check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = None) -> np.ndarray:
     """Validate a 2-D feature matrix; cast to ``dt`` (None: keep float32, else float64)."""
+    if _ready(a, dt) and a.ndim == 2 and a.shape[0] >= 1 and a.shape[1] >= 1:
+        if n_features is None or a.shape[1] == n_features:
+            _check_finite(a, name)
+            return a
     arr = _as_array(a, name)
     if arr.ndim != 2:
         raise ValueError(
@@ -162,6 +190,9 @@ def _check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = No
 
 def _check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.ndarray:
     """Validate targets; return them 1-D ``(M,)`` or 2-D ``(M, U)``, cast to ``dt``."""
+    if _ready(a, dt) and 1 <= a.ndim <= 2 and a.shape[0] == n_samples and a.size >= n_samples:
+        _check_finite(a, name)
+        return a
     if a is None:
         raise ValueError(
             f"{name} is None: LinearRegressor requires y to be passed, but the target y is None"
@@ -183,6 +214,8 @@ def _check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.
 
 
 def _feature_names(X: Any) -> np.ndarray | None:
+    if type(X) is np.ndarray:
+        return None
     cols = getattr(X, "columns", None)
     if cols is None or not hasattr(X, "iloc"):
         return None
@@ -190,9 +223,13 @@ def _feature_names(X: Any) -> np.ndarray | None:
     return None if names is None else np.asarray(names, dtype=object)
 
 
-def _train_mean(row: np.ndarray) -> float:
-    """Mean of an epoch's step losses, as the seed notebooks compute it (``sum(l) / len(l)``)."""
-    vals = [v for v in row.tolist() if not math.isnan(v)]
+def _train_mean(row: list) -> float:
+    """Mean of an epoch's step losses (a list of floats, NaN where a step did not run), as the
+    seed notebooks compute it (``sum(l) / len(l)``)."""
+    total = sum(row)
+    if total == total:  # no NaN: the losses are >= 0, so only a NaN makes their sum NaN
+        return total / len(row)
+    vals = [v for v in row if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
 
@@ -283,6 +320,13 @@ def _progress_bar(total: int) -> Any:
 
 # ----------------------------------------------------------------------------- the estimator
 
+#: The parameters ``LinearRegressor._validated_params`` reads, as one tuple.
+_param_values = operator.attrgetter(
+    "lr", "batch_size", "epochs", "momentum", "dampening", "nesterov", "maximize", "weight_decay",
+    "decay_bias", "l2", "fit_intercept", "shuffle", "tol", "n_iter_no_change", "target_loss",
+    "drop_last", "dtype", "verbose", "solver", "init", "backend", "n_threads",
+)  # fmt: skip
+
 
 class LinearRegressor(RegressorMixin, BaseEstimator):
     """Linear regression trained by mini-batch SGD in compiled code, in agreement with torch.
@@ -359,6 +403,14 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         for anything else; float32 input is never silently up-cast.
     backend : {None, "cpp", "numba", "cuda"}, default=None
         Kernel backend; None uses the default (``LINSGD_BACKEND`` overrides it).
+    n_threads : int, default=1
+        Host threads for each SGD step of the C++ backend (1 to 1024), or -1 for
+        ``os.cpu_count()``. The fitted model is the same, bit for bit, for every count.
+        Threads only start for steps with ``batch_size * n_features * n_outputs >= 2**14``
+        (the validation loss then uses them too); smaller steps run on one thread, where a
+        hand-off would cost more than it saves. So they are for large batches of wide data, and
+        on a machine with few cores they may not be faster. The numba and CUDA backends ignore
+        it.
     verbose : int, default=0
         1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as the seed
         notebooks do. 2: a tqdm progress bar over the steps with the running loss (falls back
@@ -414,6 +466,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         dtype: Any = None,
         backend: str | None = None,
         verbose: int = 0,
+        n_threads: int = 1,
     ) -> None:
         self.lr = lr
         self.batch_size = batch_size
@@ -437,6 +490,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self.dtype = dtype
         self.backend = backend
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ sklearn plumbing
 
@@ -448,6 +502,8 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _check_lr(lr: Any) -> Any:
+        if type(lr) is float and math.isfinite(lr) and lr >= 0.0:
+            return lr
         if isinstance(lr, str):
             if lr != "auto":
                 raise ValueError(
@@ -464,6 +520,21 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         return _check_real(lr, "lr", minimum=0.0)
 
     def _validated_params(self) -> dict:
+        """The constructor parameters, checked, as a dict (a new one: callers add to it).
+
+        A successful fit keeps the result (``p["checked"]``) with the parameter objects it came
+        from, and it is given again while the estimator holds the very same objects
+        (``set_params`` or an assignment replaces them; the ones checked here are immutable, or
+        checked for their type only), so repeated fits skip the checks. The backend is looked
+        up every time (``LINSGD_BACKEND`` may change).
+        """
+        raw = _param_values(self)
+        kept = self.__dict__.get("_checked_params")
+        if kept is not None and all(map(operator.is_, kept[0], raw)):
+            resolve_backend(self.backend)
+            p = dict(kept[1])
+            p["checked"] = kept
+            return p
         p = {
             "lr": self._check_lr(self.lr),
             "batch_size": _check_int(self.batch_size, "batch_size", minimum=1),
@@ -495,8 +566,12 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         if not isinstance(self.init, str) or self.init not in _INITS:
             raise ValueError(f"init must be one of {list(_INITS)}, got {self.init!r}")
         p["init"] = self.init
-        get_backend(self.backend)  # ValueError naming the backend and what is missing
+        resolve_backend(self.backend)  # ValueError naming the backend and what is missing
         p["backend"] = self.backend
+        p["n_threads"] = kernels._n_threads(self.n_threads)
+        # one learning rate for every epoch: a number, or "auto" (a number once resolved)
+        p["constant_lr"] = isinstance(p["lr"], (float, str))
+        p["checked"] = (raw, dict(p))
         return p
 
     def _seed(self) -> int:
@@ -528,7 +603,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"eval_set[1] (y_valid) has {Yv.shape[1]} outputs, but y has {n_outputs}"
             )
-        return Xv, np.ascontiguousarray(Yv)
+        return Xv, Yv  # C-contiguous, as yv
 
     def _rows_per_epoch(self, p: dict, n_samples: int) -> int:
         bs = p["batch_size"]
@@ -633,13 +708,25 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         after each piece.
         """
         bs = p["batch_size"]
+        E = len(lrs)
+        if bar is None and orders is None and sw is None:
+            # the common run, in one compiled call (kernels' fast path; None if it refuses)
+            lr = lrs[0] if p["constant_lr"] else np.array(lrs, dtype=np.float64)
+            r = kernels._fast_run(
+                X, Y, W, b, bs, E, lr, p["weight_decay"], p["decay_bias"], p["l2"],
+                p["momentum"], p["dampening"], p["nesterov"], p["maximize"], state, ev, target,
+                False, p["backend"], p["n_threads"],
+            )  # fmt: skip
+            if r is not None:
+                losses, valid, steps, status = r
+                return losses.reshape(E, -1), valid, steps, kernels._STATUS[status]
         common = dict(
             batch_size=bs, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
             l2=p["l2"], momentum=p["momentum"], dampening=p["dampening"],
             nesterov=p["nesterov"], maximize=p["maximize"], state=state,
             target_loss=target, sample_weight=sw, check_finite=False, backend=p["backend"],
+            n_threads=p["n_threads"],
         )  # fmt: skip
-        E = len(lrs)
         if bar is None:
             res = kernels.train(X, Y, W, b, epochs=E, lr=lrs, orders=orders, eval_set=ev, **common)
             return res.losses, res.valid_losses, res.steps, res.status
@@ -754,6 +841,20 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
                     raise KeyboardInterrupt(
                         "linsgd training interrupted; the model was left unchanged"
                     )
+                if status == "completed" and not (early_stopping or verbose):
+                    # the common run: every step ran, so no loss is NaN (a NaN loss would have
+                    # stopped it); the same history as the loop below
+                    train_hist += [sum(row) / S for row in losses.tolist()]
+                    lr_hist += lrs
+                    if ev is not None:
+                        vals = valid.tolist()
+                        if any(v != v for v in vals):  # evaluated again, as the loop below does
+                            again = kernels.loss(ev[0], ev[1], W, b, backend=p["backend"])
+                            vals = [v if v == v else again for v in vals]
+                        valid_hist += vals
+                    steps_total += steps
+                    done += E
+                    continue
                 if status == "completed":
                     ran = E
                 else:  # target_loss: stopped right after step number `steps` of this block
@@ -767,11 +868,13 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
                         order_gen.orders(M, e_stop)
                         exhausted = s_stop == S - 1 and not p["drop_last"] and M % bs != 0
                         order_gen.next_epoch(M, complete=exhausted)
+                rows = losses.tolist()
+                valid_list = None if ev is None else valid.tolist()
                 for e in range(ran):
-                    train_hist.append(_train_mean(losses[e]))
+                    train_hist.append(_train_mean(rows[e]))
                     lr_hist.append(lrs[e])
                     if ev is not None:
-                        v = float(valid[e])
+                        v = valid_list[e]
                         if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
                             v = kernels.loss(ev[0], ev[1], W, b, backend=p["backend"])
                         valid_hist.append(v)
@@ -826,7 +929,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         X_arr = _check_X(X, "X", dt if dt is not None else p["dtype"])
         dt = X_arr.dtype
         y_arr = _check_y(y, "y", dt, X_arr.shape[0], "X")
-        Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
+        Y = y_arr.reshape(len(y_arr), -1)  # C-contiguous, as y_arr
         sw = _check_sample_weight(sample_weight, X_arr.shape[0])
         return X_arr, Y, y_arr.ndim == 1, sw
 
@@ -934,7 +1037,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         names = _feature_names(X)
         if names is not None:
             self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
+        elif "feature_names_in_" in self.__dict__:
             del self.feature_names_in_
         self.n_iter_ = run["epochs"]
         self.t_ = run["steps"]
@@ -946,6 +1049,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self._optimizer_state = state
         self._order_state = None if order_gen is None else order_gen.get_state()
         self._auto_lr = p["auto_lr"]
+        self._checked_params = p["checked"]
         return self
 
     def partial_fit(
@@ -997,7 +1101,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         single = np.ndim(self.coef_) == 1
         X_arr = _check_X(X, "X", dt, N)
         y_arr = _check_y(y, "y", dt, X_arr.shape[0], "X")
-        Y = np.ascontiguousarray(y_arr.reshape(len(y_arr), -1))
+        Y = y_arr.reshape(len(y_arr), -1)  # C-contiguous, as y_arr
         if Y.shape[1] != U:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the model has {U}")
         sw = _check_sample_weight(sample_weight, X_arr.shape[0])
@@ -1038,6 +1142,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self._optimizer_state = state
         self._order_state = None if order_gen is None else order_gen.get_state()
         self._auto_lr = p["auto_lr"]
+        self._checked_params = p["checked"]
         return self
 
     def _first_partial_fit(

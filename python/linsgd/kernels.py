@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ from .exceptions import DivergenceError
 
 try:  # a tight C++ loop: one pass, no allocation, GIL released for large arrays
     from ._core import all_finite as _core_all_finite
+    from ._core import run as _core_run
 except ImportError:  # a numba-only install
-    _core_all_finite = None
+    _core_all_finite = _core_run = None
 
 __all__ = ["TrainResult", "epoch", "gradient", "loss", "step", "train"]
 
@@ -75,6 +77,8 @@ _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 _REAL_TYPES = (int, float, np.integer, np.floating)
 _NAN = float("nan")
+_ND = np.ndarray
+_MAX_THREADS = 1024  # as _core.train
 
 
 @dataclass
@@ -424,6 +428,46 @@ def _momentum_buffers(
     return np.zeros_like(w), (None if bias is None else np.zeros_like(bias)), False
 
 
+def _n_threads(value: Any) -> int:
+    """``n_threads`` as a thread count: an int from 1 to 1024, or -1 for ``os.cpu_count()``."""
+    if type(value) is not int:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError("n_threads must be an integer, got bool")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"n_threads must be an integer, got {type(value).__name__}") from None
+    if value == -1:
+        return max(1, min(os.cpu_count() or 1, _MAX_THREADS))
+    if not 1 <= value <= _MAX_THREADS:
+        raise ValueError(
+            f"n_threads must be -1 (all CPUs) or an integer from 1 to {_MAX_THREADS}, got {value}"
+        )
+    return value
+
+
+# One learning-rate array per (lr, epochs) seen lately: the kernels only read it, and building
+# it costs more than the dict look-up. Zero is left out (0.0 and -0.0 are one key but not the
+# same bits).
+_RATES: dict = {}
+
+
+def _constant_rates(lr: float, epochs: int) -> np.ndarray:
+    if lr == 0.0:
+        out = np.empty(epochs)
+        out.fill(lr)
+        return out
+    key = (lr, epochs)
+    out = _RATES.get(key)
+    if out is None:
+        if len(_RATES) >= 64:
+            _RATES.clear()
+        out = np.empty(epochs)
+        out.fill(lr)
+        _RATES[key] = out
+    return out
+
+
 # ----------------------------------------------------------------------------- the runner
 
 
@@ -578,9 +622,93 @@ def _run_device(
     return losses, vl, int(steps), int(status), max(steps_per_epoch, 1), W, b
 
 
+def _fast_run(
+    X, Y, W, b, batch_size, epochs, lr, wd, db, l2, mu, damp, nest, maxi, state, eval_set,
+    target_loss, check_finite, backend, n_threads,
+):  # fmt: skip
+    """:func:`_run` for the common call in one compiled call, or None when ``_core.run`` refuses
+    it; :func:`_run` then does the call the long way, with every check and its message.
+
+    ``_core.run`` accepts less than :func:`_run` does (exact numpy arrays, Python scalars of the
+    expected kinds, no row order, no sample weights), so whatever it accepts is accepted here
+    with the same meaning; it refuses before anything is written. The numba backend has it check
+    the call and make the loss arrays (flag 4), then runs the call itself.
+    Returns ``(losses (E*S,), valid_losses or None, steps, status)``.
+    """
+    if _core_run is None or type(X) is not _ND or not (state is None or type(state) is dict):
+        return None  # (GPU arrays, in particular, take the long way to the CUDA backend)
+    bw = bb = None
+    initialized = False
+    if mu.__class__ is not float or mu != 0.0:
+        if mu.__class__ is not float and mu.__class__ is not int:
+            return None
+        if mu != 0:
+            if state is not None and "momentum_buffer_W" in state:
+                bw = state["momentum_buffer_W"]
+                bb = state.get("momentum_buffer_b") if b is not None else None
+                initialized = True
+            elif type(W) is _ND and (b is None or type(b) is _ND):
+                bw = np.zeros(W.shape, W.dtype)
+                bb = None if b is None else np.zeros(b.shape, b.dtype)
+            else:
+                return None
+    xv = yv = None
+    if eval_set is not None:
+        if not ((type(eval_set) is tuple or type(eval_set) is list) and len(eval_set) == 2):
+            return None
+        xv, yv = eval_set
+    if n_threads.__class__ is not int or n_threads < 1:
+        if n_threads.__class__ is not int or n_threads != -1:
+            return None
+        n_threads = _n_threads(-1)
+    name, mod = resolve_backend(backend)
+    flags = 3 if check_finite else 2
+    if name == "cpp":
+        try:
+            steps, status, losses, vl = _core_run(
+                X, Y, W, b, batch_size, lr, epochs, wd, db, l2, mu, damp, nest, maxi, bw, bb,
+                initialized, xv, yv, target_loss, n_threads, flags,
+            )  # fmt: skip
+        except (TypeError, ValueError):
+            return None
+    elif name == "numba":
+        try:
+            _, _, losses, vl = _core_run(
+                X, Y, W, b, batch_size, lr, epochs, wd, db, l2, mu, damp, nest, maxi, bw, bb,
+                initialized, xv, yv, target_loss, n_threads, flags | 4,
+            )  # fmt: skip
+        except (TypeError, ValueError):
+            return None
+        m, n = X.shape
+        bs = m if batch_size is None or batch_size > m else batch_size
+        target = _NAN if target_loss is None else target_loss
+        if (
+            bw is None and vl is None and type(lr) is not _ND
+            and max(1, _FIRST_CHUNK_WORK // (bs * (n + 1) * (W.shape[0] + 1))) >= losses.shape[0]
+        ):  # fmt: skip
+            steps, status = mod.train_constant_lr(
+                X, Y, W, b, bs, lr, epochs, wd, db, l2, maxi, losses, target
+            )
+        else:
+            if Y.ndim == 1:
+                Y = Y.reshape(m, 1)
+            if yv is not None and yv.ndim == 1:
+                yv = yv.reshape(-1, 1)
+            rates = _constant_rates(float(lr), epochs) if type(lr) is not _ND else lr
+            steps, status = _train_chunked(
+                mod, X, Y, W, b, None, bs, rates, (wd, db, l2, mu, damp, nest, maxi), bw, bb,
+                initialized, losses, xv, yv, vl, target, None,
+            )  # fmt: skip
+    else:
+        return None
+    if state is not None:
+        _store_state(state, bw, bb, initialized, steps)
+    return losses, vl, steps, status
+
+
 def _run(
     X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-    target_loss, sample_weight, check_finite, backend,
+    target_loss, sample_weight, check_finite, backend, n_threads=1,
 ):  # fmt: skip
     """Validate, then train; return (losses (E*S,), valid_losses, steps, status, S, w, bias)."""
     if state is not None and not isinstance(state, dict):
@@ -588,6 +716,7 @@ def _run(
     if not (type(X) is np.ndarray and type(W) is np.ndarray) and _on_device(
         X, Y, W, b, *(eval_set if isinstance(eval_set, (tuple, list)) else ())
     ):
+        _n_threads(n_threads)  # the CUDA backend has no use for it, but it must be valid
         return _run_device(
             X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
             target_loss, sample_weight, check_finite, backend,
@@ -599,6 +728,7 @@ def _run(
     m = x.shape[0]
     bs = m if batch_size is None else _count(batch_size, "batch_size", 1)
     h = _hyper(*hyper)
+    threads = _n_threads(n_threads)
     rates = _learning_rates(lr, n_epochs)
     order = None
     if orders is not None:
@@ -640,6 +770,11 @@ def _run(
         steps, status = _train_chunked(
             mod, x, y, w, bias, order, bs, rates, h, bw, bb, initialized, losses, xv, yv, vl,
             target, sw,
+        )  # fmt: skip
+    elif name == "cpp":
+        steps, status = mod.train(
+            x, y, w, bias, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl,
+            target, sw, threads,
         )  # fmt: skip
     else:
         steps, status = mod.train(
@@ -781,6 +916,7 @@ def train(
     sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
+    n_threads: int = 1,
 ) -> TrainResult:
     """Run several epochs of mini-batch SGD in one compiled call, updating ``W`` and ``b`` in place.
 
@@ -832,6 +968,14 @@ def train(
         Check the data for NaN and infinity first (one pass over it, no allocation).
     backend : str, optional
         ``"cpp"`` or ``"numba"``; the default backend when None.
+    n_threads : int
+        Host threads for the steps of the C++ backend, from 1 (the default) to 1024, or -1 for
+        ``os.cpu_count()``. The results are the same bits for every count. Threads only start
+        for steps with ``batch_size * N * U >= 2**14`` (smaller steps run on one thread: a
+        hand-off would cost more than it saves), so they are for large batches and wide
+        models, and on a machine with few cores they may not be faster. The numba backend
+        runs on one thread and ignores ``n_threads`` (after checking it); so does the CUDA
+        backend, which has its own parallelism.
 
     Returns
     -------
@@ -844,21 +988,28 @@ def train(
         On Ctrl-C, within a fraction of a second; ``W``, ``b`` and ``state`` are then part-way
         through the run (see the module documentation).
     """
-    losses, vl, steps, status, spe, _, _ = _run(
-        X, Y, W, b, batch_size, epochs, lr, orders, "orders",
-        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
-        eval_set, target_loss, sample_weight, check_finite, backend,
-    )  # fmt: skip
-    status_name = _STATUS[status]
-    n_epochs = losses.shape[0] // spe
-    done_epochs = n_epochs if status == 0 else steps // spe
+    r = None
+    if orders is None and sample_weight is None:
+        r = _fast_run(
+            X, Y, W, b, batch_size, epochs, lr, weight_decay, decay_bias, l2, momentum,
+            dampening, nesterov, maximize, state, eval_set, target_loss, check_finite, backend,
+            n_threads,
+        )  # fmt: skip
+    if r is not None:
+        losses, vl, steps, status = r
+        n_epochs = epochs
+        spe = losses.shape[0] // epochs
+    else:
+        losses, vl, steps, status, spe, _, _ = _run(
+            X, Y, W, b, batch_size, epochs, lr, orders, "orders",
+            (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+            eval_set, target_loss, sample_weight, check_finite, backend, n_threads,
+        )  # fmt: skip
+        n_epochs = losses.shape[0] // spe
     return TrainResult(
-        losses=losses.reshape(n_epochs, spe),
-        valid_losses=vl,
-        steps=steps,
-        epochs=done_epochs,
-        status=status_name,
-    )
+        losses.reshape(n_epochs, spe), vl, steps, n_epochs if status == 0 else steps // spe,
+        _STATUS[status],
+    )  # fmt: skip
 
 
 def epoch(
@@ -881,6 +1032,7 @@ def epoch(
     sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
+    n_threads: int = 1,
 ) -> np.ndarray:
     """Run one epoch of mini-batch SGD in one compiled call, updating ``W`` and ``b`` in place.
 
@@ -890,7 +1042,7 @@ def epoch(
         As in :func:`train`.
     weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
         As in :func:`train`.
-    state, sample_weight, check_finite, backend
+    state, sample_weight, check_finite, backend, n_threads
         As in :func:`train`.
     order : array_like of int, shape (R,), optional
         The rows of the epoch, in order, each in ``[0, M)`` (repeats allowed); rows
@@ -907,10 +1059,19 @@ def epoch(
         When a loss or a parameter becomes NaN or infinite (its ``epoch`` is 0, its ``step``
         the step that diverged).
     """
+    if order is None and sample_weight is None:
+        r = _fast_run(
+            X, Y, W, b, batch_size, 1, lr, weight_decay, decay_bias, l2, momentum, dampening,
+            nesterov, maximize, state, None, None, check_finite, backend, n_threads,
+        )  # fmt: skip
+        if r is not None:
+            if r[3] == 2:
+                _raise_if_diverged(2, r[2], r[0].shape[0], W, b)
+            return r[0]
     losses, _, steps, status, spe, w, bias = _run(
         X, Y, W, b, batch_size, 1, lr, order, "order",
         (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
-        None, None, sample_weight, check_finite, backend,
+        None, None, sample_weight, check_finite, backend, n_threads,
     )  # fmt: skip
     _raise_if_diverged(status, steps, spe, w, bias)
     return losses
@@ -934,6 +1095,7 @@ def step(
     sample_weight: Any = None,
     check_finite: bool = True,
     backend: str | None = None,
+    n_threads: int = 1,
 ) -> float:
     """Take one SGD step on one batch (all of ``X``), updating ``W`` and ``b`` in place.
 
@@ -943,7 +1105,7 @@ def step(
         As in :func:`train`.
     weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
         As in :func:`train`.
-    state, sample_weight, check_finite, backend
+    state, sample_weight, check_finite, backend, n_threads
         As in :func:`train`; ``state`` carries the momentum buffers between steps.
 
     Returns
@@ -956,10 +1118,19 @@ def step(
     DivergenceError
         When the loss or a parameter becomes NaN or infinite.
     """
+    if sample_weight is None:
+        r = _fast_run(
+            X, Y, W, b, None, 1, lr, weight_decay, decay_bias, l2, momentum, dampening,
+            nesterov, maximize, state, None, None, check_finite, backend, n_threads,
+        )  # fmt: skip
+        if r is not None:
+            if r[3] == 2:
+                _raise_if_diverged(2, r[2], 1, W, b)
+            return float(r[0][0])
     losses, _, steps, status, spe, w, bias = _run(
         X, Y, W, b, None, 1, lr, None, "order",
         (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
-        None, None, sample_weight, check_finite, backend,
+        None, None, sample_weight, check_finite, backend, n_threads,
     )  # fmt: skip
     _raise_if_diverged(status, steps, spe, w, bias)
     return float(losses[0])
