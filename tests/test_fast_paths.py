@@ -473,3 +473,25 @@ def test_common_calls_take_the_fast_path(dt, backend, monkeypatch):
     monkeypatch.setattr(estimator, "_as_array", lambda *a: calls.append(a))
     m.fit(X, y, eval_set=(Xv, yv)).predict(Xv)
     assert not calls
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+def test_estimator_fast_path_divergence_is_the_long_paths(dt, backend, long_way):
+    """A common fit that diverges is done again the general way: the same error, and a fitted
+    model left as it was."""
+    X, y, _, _ = make_problem(60, 3, 1, dt, seed=4, y_1d=True)
+    Xv, yv, _, _ = make_problem(30, 3, 1, dt, seed=5, y_1d=True)
+
+    def run():
+        m = LinearRegressor(lr=0.01, epochs=2, backend=backend).fit(X, y)
+        before = m.coef_.copy(), m.intercept_, dict(m.history_)
+        m.set_params(lr=1e200 if dt == np.float64 else 1e30)
+        with np.errstate(all="ignore"), pytest.raises(DivergenceError) as info:
+            m.fit(X, y, eval_set=(Xv, yv))
+        assert np.array_equal(m.coef_, before[0]) and m.intercept_ == before[1]
+        assert m.history_ == before[2]
+        return str(info.value), info.value.epoch, info.value.step
+
+    fast = run()
+    long_way()
+    assert run() == fast

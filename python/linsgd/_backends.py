@@ -24,6 +24,8 @@ unless stated otherwise; ``b``-like arguments may be ``None`` for a model withou
           buf_W, buf_b, momentum_initialized,
           losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None)
           -> (steps_done, status)
+        (``_core.train`` takes one more argument, ``threads=1``: host threads for large steps,
+        1..1024, the same bits for every count.)
         E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch.
         order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order; rows
         may repeat and R may be smaller or larger than M) or None (every epoch uses rows
@@ -44,6 +46,16 @@ unless stated otherwise; ``b``-like arguments may be ``None`` for a model withou
         kernel runs: calls on different arrays may run in parallel threads; two calls updating
         the same W/b/buffers at once race (serialising them is the caller's job).
         steps_done counts the steps whose update was applied.
+
+Besides these, ``_core.run(X, Y, W, b, batch_size, lr, epochs, weight_decay, decay_bias, l2,
+momentum, dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+target_loss, threads, flags) -> (steps_done, status, losses, valid_losses)`` is ``train`` for
+the common call of ``linsgd.kernels`` (no order or sample weights, Y (M,) or (M, U), lr a float
+or one per epoch, the loss arrays made for the caller), with stricter checks so that whatever it
+accepts, ``linsgd.kernels`` accepts with the same meaning; flags 1 and 2 refuse NaN or infinity
+in the data or the parameters, 4 checks without running (``linsgd.kernels`` checks numba calls
+this way). ``_numba.train_constant_lr`` is the numba backend's entry for the same calls, in one
+dispatch of few arguments.
 """
 
 from __future__ import annotations

@@ -571,6 +571,12 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         p["n_threads"] = kernels._n_threads(self.n_threads)
         # one learning rate for every epoch: a number, or "auto" (a number once resolved)
         p["constant_lr"] = isinstance(p["lr"], (float, str))
+        # the settings of LinearRegressor._fit_common
+        p["common"] = (
+            p["constant_lr"] and p["solver"] == "sgd" and p["init"] == "zeros"
+            and not (p["shuffle"] or p["drop_last"] or p["verbose"])
+            and p["tol"] is None and p["target_loss"] is None
+        )  # fmt: skip
         p["checked"] = (raw, dict(p))
         return p
 
@@ -985,6 +991,13 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
         p = self._validated_params()
+        if (
+            sample_weight is None and coef_init is None and intercept_init is None
+            and p["common"]
+        ):  # fmt: skip
+            fitted = self._fit_common(p, X, y, eval_set)
+            if fitted is not None:
+                return fitted
         X_arr, Y, single, sw = self._prepare(p, X, y, sample_weight, None)
         dt = X_arr.dtype
         M, N = X_arr.shape
@@ -1031,9 +1044,12 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
                 p, X_arr, Y, W, b, state, order_gen, ev, sw, p["epochs"], 0,
                 early_stopping=p["tol"] is not None, target_loss=p["target_loss"],
             )  # fmt: skip
-        # success: commit everything at once
+        return self._commit_fit(p, X, W, b, single, run, state, order_gen)
+
+    def _commit_fit(self, p, X, W, b, single, run, state, order_gen) -> LinearRegressor:
+        """A successful fit: set every fitted attribute at once."""
         self._set_params_attrs(W, b, single)
-        self.n_features_in_ = N
+        self.n_features_in_ = W.shape[1]
         names = _feature_names(X)
         if names is not None:
             self.feature_names_in_ = names
@@ -1051,6 +1067,77 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self._auto_lr = p["auto_lr"]
         self._checked_params = p["checked"]
         return self
+
+    def _fit_common(self, p: dict, X: Any, y: Any, eval_set: Any) -> LinearRegressor | None:
+        """:meth:`fit` for the common case, in few steps, or None (nothing changed) when the
+        case is not that one: numpy arrays of the model dtype that need no conversion, plain
+        SGD over the rows in order (no shuffle, stopping, printing, schedule, sample weights or
+        initial parameters), a run that completes. The result is the general path's, bit for
+        bit (tests/test_fast_paths.py); anything else, errors included, goes the general way.
+        """
+        dt = p["dtype"]
+        if not (_ready(X, dt) and X.ndim == 2):
+            return None
+        M, N = X.shape
+        dt = X.dtype
+        if not (M >= 1 and N >= 1 and _ready(y, dt)):
+            return None
+        single = y.ndim == 1
+        U = 1 if single else y.shape[1] if y.ndim == 2 else 0
+        if not (U >= 1 and y.shape[0] == M and kernels._all_finite(X) and kernels._all_finite(y)):
+            return None
+        ev = None
+        if eval_set is not None:
+            if not (type(eval_set) in (tuple, list) and len(eval_set) == 2):
+                return None
+            Xv, yv = eval_set
+            if not (_ready(Xv, dt) and _ready(yv, dt) and Xv.ndim == 2 and Xv.shape[1] == N):
+                return None
+            Mv = Xv.shape[0]
+            if not (
+                Mv >= 1
+                and (yv.shape == (Mv,) if U == 1 and yv.ndim == 1 else yv.shape == (Mv, U))
+                and kernels._all_finite(Xv) and kernels._all_finite(yv)
+            ):  # fmt: skip
+                return None
+            ev = (Xv, yv)
+        W = np.zeros((U, N), dtype=dt)
+        b = np.zeros(U, dtype=dt) if p["fit_intercept"] else None
+        lr = p["lr"]
+        p["auto_lr"] = None
+        if type(lr) is str:  # "auto"
+            lr = p["auto_lr"] = auto_lr(
+                X, U, fit_intercept=p["fit_intercept"], weight_decay=p["weight_decay"],
+                l2=p["l2"],
+            )  # fmt: skip
+        lr = float(lr)
+        state: dict = {}
+        E = p["epochs"]
+        r = kernels._fast_run(
+            X, y, W, b, p["batch_size"], E, lr, p["weight_decay"], p["decay_bias"], p["l2"],
+            p["momentum"], p["dampening"], p["nesterov"], p["maximize"], state, ev, None, False,
+            p["backend"], p["n_threads"],
+        )  # fmt: skip
+        if r is None or r[3] != 0:  # refused (nothing ran), or did not complete: redone in full
+            return None
+        losses, valid, steps, _ = r
+        S = losses.shape[0] // E
+        run = {
+            # every step ran, so no loss is NaN; the mean as _run computes it
+            "train_loss": [sum(row) / S for row in losses.reshape(E, S).tolist()],
+            "valid_loss": None,
+            "lrs": [lr] * E,
+            "steps": steps,
+            "epochs": E,
+            "best_epoch": None,
+        }
+        if ev is not None:
+            vals = valid.tolist()
+            if any(v != v for v in vals):  # evaluated again, as _run does
+                again = kernels.loss(Xv, yv, W, b, backend=p["backend"])
+                vals = [v if v == v else again for v in vals]
+            run["valid_loss"] = vals
+        return self._commit_fit(p, X, W, b, single, run, state, None)
 
     def partial_fit(
         self,

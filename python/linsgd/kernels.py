@@ -42,9 +42,25 @@ Divergence, interruption, threads
   the values of some step part-way through the call, and ``state["step"]`` is not advanced: copy
   them first if they must survive an interruption (:class:`~linsgd.LinearRegressor` does; its
   model is left unchanged).
-* The kernels release the GIL, so calls on different models run in parallel threads and give
-  exactly the results they give one after the other. Updating the same ``W``/``b``/``state``
-  from two threads at once is a data race: serialising such calls is the caller's job.
+* The kernels release the GIL (all but calls of a few microseconds, which keep it: handing
+  it over would cost more than they take), so calls on different models run in parallel
+  threads and give exactly the results they give one after the other. Updating the same
+  ``W``/``b``/``state`` from two threads at once is a data race: serialising such calls is
+  the caller's job.
+* ``n_threads`` (``train``, ``epoch``, ``step``; default 1) splits each step of the C++
+  backend over that many host threads (-1: ``os.cpu_count()``), with the same bits for every
+  count. Only steps with ``batch_size * N * U >= 2**14`` are split (the validation loss then
+  too); smaller ones would spend more on the hand-offs than they save. The numba backend
+  runs on one thread and the CUDA backend on the GPU: both check ``n_threads`` and ignore it.
+
+Speed of a call
+---------------
+A call with numpy arrays that need no conversion, Python scalars, a constant learning rate (or
+a float64 array of one per epoch), no row order and no sample weights goes straight to one
+compiled function that checks it (dtypes, shapes, layouts, memory overlap, finiteness) and runs
+it: a few microseconds of Python for the whole call. Any other call, a refused one included,
+takes the general path, which converts what it may convert and raises the errors described
+above.
 """
 
 from __future__ import annotations
