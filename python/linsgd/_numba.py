@@ -738,10 +738,13 @@ def _train_plain(X, Y, W, b, has_b, batch_size, lr, wd_w, wd_b, maximize, losses
 
 
 @numba.njit(**_JIT)
-def _train_constant(X, Y, W, b, has_b, batch_size, lr, epochs, wd_w, wd_b, maximize, losses,
-                    target_loss):
+def _train_constant(X, Y, W, b, has_b, batch_size, lr, epochs, weight_decay, decay_bias, l2,
+                    maximize, losses, target_loss):
     """``_train_plain`` with one learning rate for all ``epochs`` and ``Y`` of shape (M, U) or
-    (M,) (one output): linsgd.kernels' common call, with few arguments for the dispatcher."""
+    (M,) (one output): linsgd.kernels' common call, with few arguments for the dispatcher. The
+    decays are formed as :func:`train` forms them (float64, unfused)."""
+    wd_w = weight_decay + 2.0 * l2
+    wd_b = weight_decay if decay_bias else 0.0
     return _train_plain(X, Y.reshape((X.shape[0], W.shape[0])), W, b, has_b, batch_size,
                         np.full(epochs, lr), wd_w, wd_b, maximize, losses, target_loss)
 
@@ -981,9 +984,17 @@ def train_constant_lr(
     ``linsgd.kernels``, in one dispatch of few arguments. ``batch_size`` must be at most M (the
     caller clamps it); the results are :func:`train`'s, bit for bit.
     """
-    wd = float(weight_decay)
+    # Only what is not yet of the type the compiled entry takes is converted (an int or a
+    # numpy scalar would make numba compile another specialisation).
     return _train_constant(
-        X, Y, W, _EMPTY[W.dtype][0] if b is None else b, b is not None, int(batch_size),
-        float(lr), int(epochs), wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
-        losses, float(target_loss),
-    )
+        X, Y, W, _EMPTY[W.dtype][0] if b is None else b, b is not None,
+        batch_size if batch_size.__class__ is int else int(batch_size),
+        lr if lr.__class__ is float else float(lr),
+        epochs if epochs.__class__ is int else int(epochs),
+        weight_decay if weight_decay.__class__ is float else float(weight_decay),
+        decay_bias if decay_bias.__class__ is bool else bool(decay_bias),
+        l2 if l2.__class__ is float else float(l2),
+        maximize if maximize.__class__ is bool else bool(maximize),
+        losses,
+        target_loss if target_loss.__class__ is float else float(target_loss),
+    )  # fmt: skip

@@ -698,9 +698,11 @@ def _fast_run(
         m, n = X.shape
         bs = m if batch_size is None or batch_size > m else batch_size
         target = _NAN if target_loss is None else target_loss
+        total = losses.shape[0]
         if (
             bw is None and vl is None and type(lr) is not _ND
-            and max(1, _FIRST_CHUNK_WORK // (bs * (n + 1) * (W.shape[0] + 1))) >= losses.shape[0]
+            # one chunk of _train_chunked: max(1, _FIRST_CHUNK_WORK // work per step) >= total
+            and (bs * (n + 1) * (W.shape[0] + 1) * total <= _FIRST_CHUNK_WORK or total == 1)
         ):  # fmt: skip
             steps, status = mod.train_constant_lr(
                 X, Y, W, b, bs, lr, epochs, wd, db, l2, maxi, losses, target
