@@ -182,6 +182,8 @@ ESTIMATOR_CASES = {
     "no intercept, 2 outputs": (dict(lr=0.01, fit_intercept=False), dict(U=2)),
     "float32 model of float64 data": (dict(lr=0.01, dtype="float32"), dict()),
     "sample weights": (dict(lr=0.01), dict(sw=True)),
+    "initial parameters": (dict(lr=0.01), dict(eval_set=True, init=True)),
+    "initial parameters, no intercept": (dict(lr=0.01, fit_intercept=False), dict(init=True)),
 }
 
 
@@ -195,6 +197,10 @@ def _fit(case, dt):
         kw["eval_set"] = (Xv, Yv)
     if how.get("sw"):
         kw["sample_weight"] = np.random.default_rng(0).uniform(0.5, 2.0, 100)
+    if how.get("init"):
+        kw["coef_init"] = np.linspace(-0.5, 0.5, 4)
+        if params.get("fit_intercept", True):
+            kw["intercept_init"] = 0.25
     m = LinearRegressor(**params).fit(X, Y, **kw)
     m.partial_fit(X, Y)
     return m
@@ -495,3 +501,16 @@ def test_estimator_fast_path_divergence_is_the_long_paths(dt, backend, long_way)
     fast = run()
     long_way()
     assert run() == fast
+
+
+def test_fit_with_initial_parameters_takes_the_common_path(backend, monkeypatch):
+    def long_path(*args, **kwargs):
+        raise AssertionError("the general fit was taken")
+
+    monkeypatch.setattr(LinearRegressor, "_prepare", long_path)
+    X, y, W, b = make_problem(100, 4, 1, np.float64, seed=1, y_1d=True)
+    Xv, yv, _, _ = make_problem(1000, 4, 1, np.float64, seed=2, y_1d=True)
+    m = LinearRegressor(lr=0.01, batch_size=33, backend=backend)
+    m.fit(X, y, eval_set=(Xv, yv), coef_init=W[0], intercept_init=b)
+    with pytest.raises(ValueError, match="coef_init"):  # checked where the general fit does
+        m.fit(X, y, coef_init=np.zeros(5))

@@ -991,11 +991,8 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
         p = self._validated_params()
-        if (
-            sample_weight is None and coef_init is None and intercept_init is None
-            and p["common"]
-        ):  # fmt: skip
-            fitted = self._fit_common(p, X, y, eval_set)
+        if sample_weight is None and p["common"]:
+            fitted = self._fit_common(p, X, y, eval_set, coef_init, intercept_init)
             if fitted is not None:
                 return fitted
         X_arr, Y, single, sw = self._prepare(p, X, y, sample_weight, None)
@@ -1068,12 +1065,15 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
         self._checked_params = p["checked"]
         return self
 
-    def _fit_common(self, p: dict, X: Any, y: Any, eval_set: Any) -> LinearRegressor | None:
+    def _fit_common(
+        self, p: dict, X: Any, y: Any, eval_set: Any, coef_init: Any, intercept_init: Any
+    ) -> LinearRegressor | None:
         """:meth:`fit` for the common case, in few steps, or None (nothing changed) when the
         case is not that one: numpy arrays of the model dtype that need no conversion, plain
-        SGD over the rows in order (no shuffle, stopping, printing, schedule, sample weights or
-        initial parameters), a run that completes. The result is the general path's, bit for
-        bit (tests/test_fast_paths.py); anything else, errors included, goes the general way.
+        SGD over the rows in order (no shuffle, stopping, printing, schedule or sample
+        weights), a run that completes. The result is the general path's, bit for bit
+        (tests/test_fast_paths.py); anything else, errors included, goes the general way (the
+        initial parameters are checked at the point where the general path checks them).
         """
         dt = p["dtype"]
         if not (_ready(X, dt) and X.ndim == 2):
@@ -1101,8 +1101,7 @@ class LinearRegressor(RegressorMixin, BaseEstimator):
             ):  # fmt: skip
                 return None
             ev = (Xv, yv)
-        W = np.zeros((U, N), dtype=dt)
-        b = np.zeros(U, dtype=dt) if p["fit_intercept"] else None
+        W, b = self._initial_params(coef_init, intercept_init, N, U, dt, p["fit_intercept"], None)
         lr = p["lr"]
         p["auto_lr"] = None
         if type(lr) is str:  # "auto"
