@@ -16,6 +16,10 @@ PYTHON=${PYTHON:-python}
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/linsgd-sanitize.XXXXXX")
 trap '[ -n "${KEEP_SCRATCH:-}" ] || rm -rf "$SCRATCH"' EXIT
 
+# This build runs CMake directly, outside pip's isolated build environment: it needs pybind11's
+# CMake files in the running Python (a clean virtual environment has none).
+"$PYTHON" -m pybind11 --cmakedir >/dev/null 2>&1 || "$PYTHON" -m pip install -q "pybind11>=2.12"
+
 echo "== configure and build _core with -DLINSGD_SANITIZE=ON (in $SCRATCH)"
 GEN=()
 if command -v ninja >/dev/null 2>&1; then GEN=(-G Ninja); fi
