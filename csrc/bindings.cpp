@@ -1,6 +1,9 @@
-// pybind11 module linsgd._core: checks every buffer, dispatches on the dtype, releases the GIL.
-// Callers normally go through linsgd.kernels, but a direct call must be just as safe: nothing
-// here trusts a shape, a stride, a dtype or an index it has not checked.
+// pybind11 module linsgd._core: the entry points (loss, gradient, train, run, all_finite and the
+// CPU-variant controls), their docstrings and the module definition. Each entry point checks
+// every buffer (python/arguments.hpp), dispatches on the dtype to the host kernels
+// (linsgd/kernels.hpp) and releases the GIL. Callers normally go through linsgd.kernels, but a
+// direct call must be just as safe: nothing here trusts a shape, a stride, a dtype or an index
+// it has not checked.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,200 +19,15 @@
 #include <vector>
 
 #include "linsgd/kernels.hpp"
+#include "python/arguments.hpp"
+#include "python/basic_checks.hpp"
+#include "python/fastcall.hpp"
 
 namespace py = pybind11;
 
 namespace {
 
-enum class Scalar { f32, f64 };
-
-[[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
-[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
-
-std::string shape_of(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-        s += std::to_string(a.shape(d));
-        if (a.ndim() == 1 || d + 1 < a.ndim()) s += a.ndim() == 1 ? "," : ", ";
-    }
-    return s + ")";
-}
-
-py::array require_array(py::handle obj, const char* name) {
-    if (!py::isinstance<py::array>(obj))
-        type_error(std::string(name) + " must be a numpy array, got " + std::string(py::str(py::type::of(obj))));
-    return py::reinterpret_borrow<py::array>(obj);
-}
-
-bool native_order(const py::dtype& dt) {
-    const char bo = dt.byteorder();
-    const uint16_t probe = 1;
-    const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
-    return bo == '=' || bo == '|' || (bo == '<' && little) || (bo == '>' && !little);
-}
-
-// A float32/float64 array of the given rank, C-contiguous, aligned, native byte order.
-py::array float_array(py::handle obj, const char* name, int ndim, bool writable) {
-    py::array a = require_array(obj, name);
-    const py::dtype dt = a.dtype();
-    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
-        type_error(std::string(name) + " must be float32 or float64, got dtype " + std::string(py::str(dt)));
-    if (!native_order(dt)) type_error(std::string(name) + " must have native byte order");
-    if (a.ndim() != ndim)
-        value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
-    if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
-    // (an empty array is never read, wherever its pointer points: numpy calls it aligned too)
-    if (a.size() > 0 && reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(dt.itemsize()) != 0)
-        value_error(std::string(name) + " must be aligned to its itemsize");
-    if (writable && !a.writeable()) value_error(std::string(name) + " must be writable (it is updated in place)");
-    return a;
-}
-
-py::array double_array(py::handle obj, const char* name, int ndim, bool writable) {
-    py::array a = float_array(obj, name, ndim, writable);
-    if (a.dtype().itemsize() != 8) type_error(std::string(name) + " must be float64");
-    return a;
-}
-
-Scalar scalar_of(const py::array& a) { return a.dtype().itemsize() == 4 ? Scalar::f32 : Scalar::f64; }
-
-void same_scalar(const py::array& a, const char* name, Scalar s) {
-    if (scalar_of(a) != s)
-        type_error(std::string(name) + " must have the same dtype as X (" + (s == Scalar::f32 ? "float32" : "float64") +
-                   "), got " + std::string(py::str(a.dtype())));
-}
-
-void expect_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    py::ssize_t d = 0;
-    for (auto it = shape.begin(); ok && it != shape.end(); ++it, ++d) ok = a.shape(d) == *it;
-    if (!ok) {
-        std::string want = "(";
-        d = 0;
-        for (auto it = shape.begin(); it != shape.end(); ++it, ++d)
-            want += std::to_string(*it) +
-                    (shape.size() == 1 ? "," : (d + 1 < static_cast<py::ssize_t>(shape.size()) ? ", " : ""));
-        value_error(std::string(name) + " must have shape " + want + "), got " + shape_of(a));
-    }
-}
-
-// A short fixed-capacity list of (array, name) pairs: the overlap check below runs on every
-// call, so it should not allocate.
-struct Named {
-    const py::array* array = nullptr;
-    const char* name = nullptr;
-};
-
-struct NamedList {
-    static constexpr int kCapacity = 16;
-    Named items[kCapacity];
-    int count = 0;
-    void add(const py::array& a, const char* name) {
-        if (count == kCapacity) throw std::logic_error("linsgd: NamedList capacity exceeded");
-        items[count++] = {&a, name};
-    }
-};
-
-// An output must not share memory with any other argument: the kernel would read values it
-// has already overwritten (or write the data it is reading). Every array here is contiguous, so
-// [data, data + nbytes) is exactly the memory it covers.
-void no_overlap(const NamedList& outputs, const NamedList& all) {
-    for (int i = 0; i < outputs.count; ++i) {
-        const py::array& out = *outputs.items[i].array;
-        const py::ssize_t out_bytes = out.nbytes();
-        if (out_bytes == 0) continue;
-        const char* r0 = static_cast<const char*>(out.data());
-        const char* r1 = r0 + out_bytes;
-        for (int j = 0; j < all.count; ++j) {
-            const py::array& other = *all.items[j].array;
-            if (&other == &out) continue;
-            const py::ssize_t other_bytes = other.nbytes();
-            if (other_bytes == 0) continue;
-            const char* q0 = static_cast<const char*>(other.data());
-            const char* q1 = q0 + other_bytes;
-            if (r0 < q1 && q0 < r1)
-                value_error(std::string(outputs.items[i].name) + " shares memory with " + all.items[j].name +
-                            "; pass separate arrays");
-        }
-    }
-}
-
-double finite(double v, const char* name) {
-    if (!std::isfinite(v)) value_error(std::string(name) + " must be finite, got " + std::to_string(v));
-    return v;
-}
-
-// An array handle holding nothing: py::array's default constructor would allocate a numpy array.
-py::array unset_array() { return py::reinterpret_steal<py::array>(py::handle()); }
-
-struct Checked {
-    py::array x = unset_array(), y = unset_array(), w = unset_array(), b = unset_array();
-    bool has_bias = false;
-    Scalar scalar = Scalar::f64;
-    int64_t rows = 0, features = 0, outputs = 0;
-};
-
-// X (M >= 1, N), Y (M, U >= 1) (or (M,), one output, when targets_1d), W (U, N), b (U,) or None.
-Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool params_writable,
-                    bool targets_1d = false) {
-    Checked c;
-    c.x = float_array(X, "X", 2, false);
-    c.scalar = scalar_of(c.x);
-    c.rows = c.x.shape(0);
-    c.features = c.x.shape(1);
-    if (c.rows < 1) value_error("X must have at least one row");
-    const bool y_1d = targets_1d && py::isinstance<py::array>(Y) && py::reinterpret_borrow<py::array>(Y).ndim() == 1;
-    c.y = float_array(Y, "Y", y_1d ? 1 : 2, false);
-    same_scalar(c.y, "Y", c.scalar);
-    c.outputs = y_1d ? 1 : c.y.shape(1);
-    if (c.y.shape(0) != c.rows)
-        value_error("Y must have as many rows as X (" + std::to_string(c.rows) + "), got shape " + shape_of(c.y));
-    if (c.outputs < 1) value_error("Y must have at least one column");
-    c.w = float_array(W, "W", 2, params_writable);
-    same_scalar(c.w, "W", c.scalar);
-    expect_shape(c.w, "W", {c.outputs, c.features});
-    c.has_bias = !b.is_none();
-    if (c.has_bias) {
-        c.b = float_array(b, "b", 1, params_writable);
-        same_scalar(c.b, "b", c.scalar);
-        expect_shape(c.b, "b", {c.outputs});
-    }
-    return c;
-}
-
-// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative. An unset
-// array when None.
-py::array sample_weights(py::handle obj, const Checked& c) {
-    if (obj.is_none()) return unset_array();
-    py::array w = float_array(obj, "sample_weight", 1, false);
-    same_scalar(w, "sample_weight", c.scalar);
-    expect_shape(w, "sample_weight", {c.rows});
-    const bool f32 = c.scalar == Scalar::f32;
-    for (py::ssize_t i = 0; i < c.rows; ++i) {
-        const double v = f32 ? static_cast<const float*>(w.data())[i] : static_cast<const double*>(w.data())[i];
-        if (!(v >= 0.0) || !std::isfinite(v)) value_error("sample_weight must be finite and >= 0");
-    }
-    return w;
-}
-
-template <typename T>
-linsgd::Data<T> weighted(linsgd::Data<T> d, const py::array& w) {
-    d.sample_weight = w.ptr() ? static_cast<const T*>(w.data()) : nullptr;
-    return d;
-}
-
-template <typename T>
-linsgd::Model<T> model_of(const Checked& c) {
-    // Writability was checked where the kernel writes (train); loss and gradient only read.
-    T* w = const_cast<T*>(static_cast<const T*>(c.w.data()));
-    T* b = c.has_bias ? const_cast<T*>(static_cast<const T*>(c.b.data())) : nullptr;
-    return {w, b, c.outputs, c.features};
-}
-
-template <typename T>
-linsgd::Data<T> data_of(const py::array& x, const py::array& y) {
-    return {static_cast<const T*>(x.data()), static_cast<const T*>(y.data()), x.shape(0)};
-}
+using namespace linsgd::python;
 
 // Reached from the compiled loop with the GIL released: take it back briefly to see whether a
 // signal (Ctrl-C) is pending; the Python exception stays set for the caller to raise.
@@ -219,81 +37,10 @@ bool python_signal_pending(void*) {
 }
 
 // ---- all_finite: one pass, no allocation -----------------------------------------------------
+// Contiguous aligned arrays go to the kernel (linsgd::cpu::all_finite, the widest instruction
+// set the CPU runs); any other layout (negative strides, unaligned data included) is walked here,
+// element by element through memcpy, following numpy's shape and strides.
 
-// A float is NaN or infinite exactly when its exponent bits are all ones. (bits & exponent) +
-// (lowest exponent bit) then carries into the sign bit, and only then, so the OR of these terms
-// over the array has its sign bit set exactly when some element is not finite. Integer AND, ADD
-// and OR vectorise on any x86-64 (and need no floating-point port); independent lanes, and one
-// test per block so that a NaN early in a large array stops the scan early.
-template <typename T>
-struct FloatBits;
-template <>
-struct FloatBits<float> {
-    using U = uint32_t;
-    static constexpr U kExponent = 0x7f800000u, kLowest = 0x00800000u, kSign = 0x80000000u;
-};
-template <>
-struct FloatBits<double> {
-    using U = uint64_t;
-    static constexpr U kExponent = 0x7ff0000000000000ull, kLowest = 0x0010000000000000ull,
-                       kSign = 0x8000000000000000ull;
-};
-
-template <typename T>
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((always_inline))
-#endif
-inline bool
-finite_scan(const T* p, int64_t n) {
-    using B = FloatBits<T>;
-    using U = typename B::U;
-    constexpr int64_t kLanes = 64 / sizeof(T);  // two 256-bit registers of lanes
-    constexpr int64_t kBlock = int64_t(1) << 12;
-    for (int64_t start = 0; start < n; start += kBlock) {
-        const int64_t end = std::min(n, start + kBlock);
-        U acc[kLanes] = {};
-        int64_t i = start;
-        for (; i + kLanes <= end; i += kLanes)
-            for (int64_t l = 0; l < kLanes; ++l) {
-                U bits;
-                std::memcpy(&bits, p + i + l, sizeof(bits));
-                acc[l] |= (bits & B::kExponent) + B::kLowest;
-            }
-        for (; i < end; ++i) {
-            U bits;
-            std::memcpy(&bits, p + i, sizeof(bits));
-            acc[0] |= (bits & B::kExponent) + B::kLowest;
-        }
-        U total = 0;
-        for (int64_t l = 0; l < kLanes; ++l) total |= acc[l];
-        if (total & B::kSign) return false;
-    }
-    return true;
-}
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2"))) bool finite_avx2(const float* p, int64_t n) { return finite_scan<float>(p, n); }
-__attribute__((target("avx2"))) bool finite_avx2(const double* p, int64_t n) { return finite_scan<double>(p, n); }
-bool have_avx2() {
-    static const bool yes = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") != 0;
-    }();
-    return yes;
-}
-#define LINSGD_FINITE_AVX2 1
-#endif
-
-// Whether all n elements at p are finite (the AVX2 scan where the CPU has it).
-template <typename T>
-bool finite_contiguous(const T* p, int64_t n) {
-#ifdef LINSGD_FINITE_AVX2
-    if (have_avx2()) return finite_avx2(p, n);
-#endif
-    return finite_scan<T>(p, n);
-}
-
-// Any layout (negative strides, unaligned data included): element by element through memcpy.
 template <typename T>
 bool finite_strided(const char* p, const py::ssize_t* shape, const py::ssize_t* strides, py::ssize_t ndim) {
     if (ndim == 0) {
@@ -328,7 +75,7 @@ bool all_finite_of(const py::array& a) {
         strides.assign(a.strides(), a.strides() + ndim);
     }
     auto scan = [&]() {
-        return contiguous && aligned ? finite_contiguous<T>(reinterpret_cast<const T*>(p), n)
+        return contiguous && aligned ? linsgd::cpu::all_finite<T>(reinterpret_cast<const T*>(p), n)
                                      : finite_strided<T>(p, shape.data(), strides.data(), ndim);
     };
     if (n < (int64_t(1) << 16)) return scan();
@@ -459,151 +206,7 @@ linsgd::TrainOutcome dispatch_train(const Checked& c, const int64_t* order, int6
 // ---- train and run: raw METH_FASTCALL functions ------------------------------------------------
 // pybind11's dispatcher costs about a microsecond for train's two dozen arguments, as much as a
 // whole small epoch; these entry points parse their arguments themselves, with the same checks,
-// and translate C++ exceptions into Python ones.
-
-// A worker pool of more threads than this is a mistake, not a request.
-constexpr int64_t kMaxThreads = 1024;
-
-// An integer argument: a Python int (or anything with __index__, as numpy integers), not a bool
-// and not a float; TypeError naming it otherwise, or when it does not fit in int64.
-int64_t int_arg(PyObject* o, const char* name) {
-    if (PyLong_CheckExact(o)) {
-        int overflow = 0;
-        const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        if (!overflow && !(v == -1 && PyErr_Occurred())) return static_cast<int64_t>(v);
-        PyErr_Clear();
-        type_error(std::string(name) + " must fit in a 64-bit integer");
-    }
-    if (PyBool_Check(o) || PyFloat_Check(o) || !PyIndex_Check(o))
-        type_error(std::string(name) + " must be an integer, got " + Py_TYPE(o)->tp_name);
-    py::object idx = py::reinterpret_steal<py::object>(PyNumber_Index(o));
-    if (!idx) throw py::error_already_set();
-    return int_arg(idx.ptr(), name);
-}
-
-// A real argument: a Python float or int (numpy scalars included), not a bool.
-double real_arg(PyObject* o, const char* name) {
-    if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);
-    if (PyBool_Check(o)) type_error(std::string(name) + " must be a real number, got bool");
-    const double v = PyFloat_AsDouble(o);
-    if (v == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        type_error(std::string(name) + " must be a real number, got " + Py_TYPE(o)->tp_name);
-    }
-    return v;
-}
-
-// A flag: True, False or a numpy bool.
-bool bool_arg(PyObject* o, const char* name) {
-    if (o == Py_True) return true;
-    if (o == Py_False) return false;
-    if (std::strcmp(Py_TYPE(o)->tp_name, "numpy.bool") == 0 || std::strcmp(Py_TYPE(o)->tp_name, "numpy.bool_") == 0)
-        return PyObject_IsTrue(o) == 1;
-    type_error(std::string(name) + " must be a bool, got " + Py_TYPE(o)->tp_name);
-}
-
-int thread_count(int64_t threads) {
-    if (threads < 1 || threads > kMaxThreads)
-        value_error("threads must be between 1 and " + std::to_string(kMaxThreads) + ", got " +
-                    std::to_string(threads));
-    return static_cast<int>(threads);
-}
-
-void require_finite(const py::array& a, const char* name) {
-    const bool ok = scalar_of(a) == Scalar::f32
-                        ? finite_contiguous<float>(static_cast<const float*>(a.data()), a.size())
-                        : finite_contiguous<double>(static_cast<const double*>(a.data()), a.size());
-    if (!ok) value_error(std::string(name) + " contains NaN or infinity");
-}
-
-// The momentum buffers, checked when momentum != 0 (unset arrays otherwise).
-void momentum_buffers(py::handle buf_W, py::handle buf_b, const Checked& c, py::array& bw, py::array& bb) {
-    bw = float_array(buf_W, "buf_W", 2, true);
-    same_scalar(bw, "buf_W", c.scalar);
-    expect_shape(bw, "buf_W", {c.outputs, c.features});
-    if (c.has_bias) {
-        if (buf_b.is_none()) value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
-        bb = float_array(buf_b, "buf_b", 1, true);
-        same_scalar(bb, "buf_b", c.scalar);
-        expect_shape(bb, "buf_b", {c.outputs});
-    }
-}
-
-// The validation set: X_valid (M_valid >= 1, N) and Y_valid (M_valid, U), or (M_valid,) when
-// targets_1d and U == 1.
-void validation_set(py::handle X_valid, py::handle Y_valid, const Checked& c, bool targets_1d, py::array& xv,
-                    py::array& yv) {
-    xv = float_array(X_valid, "X_valid", 2, false);
-    same_scalar(xv, "X_valid", c.scalar);
-    if (xv.shape(0) < 1 || xv.shape(1) != c.features)
-        value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(c.features) + "), got " + shape_of(xv));
-    const bool one_d = targets_1d && c.outputs == 1 && py::isinstance<py::array>(Y_valid) &&
-                       py::reinterpret_borrow<py::array>(Y_valid).ndim() == 1;
-    yv = float_array(Y_valid, "Y_valid", one_d ? 1 : 2, false);
-    same_scalar(yv, "Y_valid", c.scalar);
-    if (one_d)
-        expect_shape(yv, "Y_valid", {xv.shape(0)});
-    else
-        expect_shape(yv, "Y_valid", {xv.shape(0), c.outputs});
-}
-
-// Steps per epoch for a batch size already clamped to [1, rows_per_epoch], checked against
-// int64 overflow of epochs * steps.
-int64_t steps_per_epoch_of(int64_t rows_per_epoch, int64_t batch_size, int64_t epochs) {
-    const int64_t steps = rows_per_epoch / batch_size + (rows_per_epoch % batch_size != 0);
-    if (epochs > std::numeric_limits<int64_t>::max() / steps) value_error("epochs * steps per epoch overflows int64");
-    return steps;
-}
-
-// Reads a fastcall argument vector into `slots` (positional first, then keywords by name);
-// false with a TypeError set when it does not fit.
-bool parse_fastcall(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
-                    const char* const* names, int count, int required, PyObject** slots) {
-    if (nargs > count) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fn, count, nargs);
-        return false;
-    }
-    for (Py_ssize_t i = 0; i < nargs; ++i) slots[i] = args[i];
-    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t k = 0; k < nkw; ++k) {
-        PyObject* key = PyTuple_GET_ITEM(kwnames, k);
-        int slot = -1;
-        for (int i = 0; i < count && slot < 0; ++i)
-            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) slot = i;
-        if (slot < 0) {
-            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, key);
-            return false;
-        }
-        if (slots[slot]) {
-            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn, names[slot]);
-            return false;
-        }
-        slots[slot] = args[nargs + k];
-    }
-    for (int i = 0; i < required; ++i)
-        if (!slots[i]) {
-            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (position %d)", fn, names[i], i + 1);
-            return false;
-        }
-    return true;
-}
-
-// Calls body() and turns a C++ exception into the Python one (nullptr returned).
-template <typename F>
-PyObject* translate_exceptions(F&& body) {
-    try {
-        return body().release().ptr();
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception& e) {
-        e.set_error();
-    } catch (const std::bad_alloc&) {
-        PyErr_NoMemory();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    return nullptr;
-}
+// and translate C++ exceptions into Python ones (python/fastcall.hpp).
 
 // ---- train: the documented low-level entry point (linsgd._backends) --------------------------
 
@@ -770,43 +373,6 @@ constexpr int64_t kCheckData = 1;    // refuse NaN or infinity in X, Y, X_valid,
 constexpr int64_t kCheckParams = 2;  // refuse NaN or infinity in W, b
 constexpr int64_t kCheckOnly = 4;    // check, make the loss arrays, run no step
 constexpr int64_t kRunFlags = kCheckData | kCheckParams | kCheckOnly;
-
-// An exact numpy array (no subclass: a masked array's mask would be ignored), or None when allowed.
-py::handle exact_array(PyObject* o, const char* name, bool none_ok) {
-    if (none_ok && o == Py_None) return py::handle(o);
-    if (Py_TYPE(o) != py::detail::npy_api::get().PyArray_Type_)
-        type_error(std::string(name) + " must be a numpy.ndarray, got " + Py_TYPE(o)->tp_name);
-    return py::handle(o);
-}
-
-double strict_real(PyObject* o, const char* name, bool non_negative) {
-    double v;
-    if (PyFloat_Check(o)) {
-        v = PyFloat_AS_DOUBLE(o);
-    } else if (PyLong_CheckExact(o)) {
-        v = PyLong_AsDouble(o);
-        if (v == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            value_error(std::string(name) + " is too large");
-        }
-    } else {
-        type_error(std::string(name) + " must be a float or an int, got " + Py_TYPE(o)->tp_name);
-    }
-    finite(v, name);
-    if (non_negative && !(v >= 0.0)) value_error(std::string(name) + " must be >= 0");
-    return v;
-}
-
-bool strict_bool(PyObject* o, const char* name) {
-    if (o == Py_True) return true;
-    if (o == Py_False) return false;
-    type_error(std::string(name) + " must be True or False, got " + Py_TYPE(o)->tp_name);
-}
-
-int64_t strict_int(PyObject* o, const char* name) {
-    if (!PyLong_CheckExact(o)) type_error(std::string(name) + " must be an int, got " + Py_TYPE(o)->tp_name);
-    return int_arg(o, name);
-}
 
 py::tuple run_impl(PyObject* const* arg) {
     for (int i : {rX, rY, rW}) exact_array(arg[i], kRunArgNames[i], false);

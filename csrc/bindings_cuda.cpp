@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "linsgd/kernels.hpp"
+#include "python/basic_checks.hpp"
 
 // Defined in cuda/sgd.cu, next to the kernels. Pointers are device memory except
 // TrainArgs::lr, which is read on the host.
@@ -36,10 +37,7 @@ using linsgd::cuda::check;
 
 namespace {
 
-enum class Scalar { f32, f64 };
-
-[[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
-[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+using namespace linsgd::python;  // Scalar, type_error, value_error, finite: worded as in _core
 
 bool little_endian() {
     const uint16_t probe = 1;
@@ -164,8 +162,7 @@ Array from_interface(py::handle obj, const py::dict& cai, const char* name) {
 Array any_array(py::handle obj, const char* name) {
     py::object cai = interface_of(obj);
     if (cai) {
-        if (!py::isinstance<py::dict>(cai))
-            type_error(std::string(name) + ".__cuda_array_interface__ must be a dict");
+        if (!py::isinstance<py::dict>(cai)) type_error(std::string(name) + ".__cuda_array_interface__ must be a dict");
         return from_interface(obj, py::reinterpret_borrow<py::dict>(cai), name);
     }
     if (py::isinstance<py::array>(obj)) return from_numpy(py::reinterpret_borrow<py::array>(obj), name);
@@ -234,8 +231,7 @@ int common_device(const std::vector<const Array*>& all) {
         if (!a->on_device || a->device < 0) continue;
         if (first && a->device != first->device)
             value_error(std::string(a->name) + " is on CUDA device " + std::to_string(a->device) + " but " +
-                        first->name + " is on device " + std::to_string(first->device) +
-                        "; pass arrays on one device");
+                        first->name + " is on device " + std::to_string(first->device) + "; pass arrays on one device");
         if (!first) first = a;
     }
     if (first) return first->device;
@@ -244,16 +240,11 @@ int common_device(const std::vector<const Array*>& all) {
     return current;
 }
 
-double finite(double v, const char* name) {
-    if (!std::isfinite(v)) value_error(std::string(name) + " must be finite, got " + std::to_string(v));
-    return v;
-}
-
 // The device side of one call: switches to the arrays' device, orders the work after the
 // producers' streams, gives every numpy array a device copy and writes the outputs back.
 // Used with the GIL released.
 class DeviceCall {
-public:
+  public:
     explicit DeviceCall(int device) {
         check(cudaGetDevice(&previous_), "cudaGetDevice");
         check(cudaSetDevice(device), "cudaSetDevice");
@@ -299,7 +290,7 @@ public:
                   "copying a result back to its numpy array");
     }
 
-private:
+  private:
     int previous_ = 0;
     std::vector<void*> allocations_;
     std::vector<std::pair<void*, const Array*>> write_back_;
@@ -315,8 +306,7 @@ std::vector<V> host_values(const Array& a) {
         if (a.has_stream && a.stream > 2)
             check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(a.stream)), "waiting for a device array");
         check(cudaMemcpy(out.data(), a.data, a.nbytes(), cudaMemcpyDeviceToHost), "reading an array from the device");
-    }
-    else
+    } else
         std::memcpy(out.data(), a.data, a.nbytes());
     return out;
 }
@@ -524,8 +514,8 @@ py::tuple train_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
         in.rows_per_epoch = in.order.shape[1];
         for (int64_t idx : host_values<int64_t>(in.order))
             if (idx < 0 || idx >= c.rows)
-                value_error("order holds row index " + std::to_string(idx) + ", outside [0, " +
-                            std::to_string(c.rows) + ")");
+                value_error("order holds row index " + std::to_string(idx) + ", outside [0, " + std::to_string(c.rows) +
+                            ")");
     }
     if (in.rows_per_epoch < 1) value_error("order must select at least one row per epoch");
     const int64_t steps_per_epoch = (in.rows_per_epoch + batch_size - 1) / batch_size;
@@ -624,8 +614,8 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("loss", &loss_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
           py::arg("sample_weight").none(true) = py::none(),
           "Mean squared error of the model (W, b) on (X, Y), rounded as torch's MSELoss rounds it.");
-    m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
-          py::arg("gW"), py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
+    m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true), py::arg("gW"),
+          py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(),
           "Write the MSE gradient of one batch into gW (U, N) and gb (U,); return the batch loss.");
     m.def("train", &train_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
           py::arg("order").none(true), py::arg("batch_size"), py::arg("lr"), py::arg("weight_decay"),

@@ -73,14 +73,14 @@ bool set_variant(const char* name) {
 }
 
 #if defined(LINSGD_HAVE_X86_VARIANTS)
-#define LINSGD_DISPATCH(call)                               \
-    switch (active().load()) {                              \
-        case kAvx512:                                       \
-            return avx512::call;                            \
-        case kAvx2:                                         \
-            return avx2::call;                              \
-        default:                                            \
-            return baseline::call;                          \
+#define LINSGD_DISPATCH(call)      \
+    switch (active().load()) {     \
+        case kAvx512:              \
+            return avx512::call;   \
+        case kAvx2:                \
+            return avx2::call;     \
+        default:                   \
+            return baseline::call; \
     }
 #else
 #define LINSGD_DISPATCH(call) return baseline::call;
@@ -101,6 +101,11 @@ TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop) {
     LINSGD_DISPATCH(train<T>(args, stop))
 }
 
+template <typename T>
+bool all_finite(const T* p, int64_t n) {
+    LINSGD_DISPATCH(all_finite<T>(p, n))
+}
+
 #undef LINSGD_DISPATCH
 
 template float loss<float>(const Data<float>&, const Model<float>&);
@@ -109,6 +114,8 @@ template float gradient<float>(const Data<float>&, const Model<float>&, float*, 
 template double gradient<double>(const Data<double>&, const Model<double>&, double*, double*);
 template TrainOutcome train<float>(const TrainArgs<float>&, const StopCheck&);
 template TrainOutcome train<double>(const TrainArgs<double>&, const StopCheck&);
+template bool all_finite<float>(const float*, int64_t);
+template bool all_finite<double>(const double*, int64_t);
 
 }  // namespace cpu
 }  // namespace linsgd

@@ -1,21 +1,23 @@
-// The instruction-set variants of the host kernels (cpu/sgd.cpp compiled once for each) and the
-// names dispatch.cpp chooses among.
+// The instruction-set variants of the host kernels (cpu/sgd.cpp and cpu/finite.cpp compiled once
+// for each) and the names dispatch.cpp chooses among.
 #pragma once
 
 #include "linsgd/kernels.hpp"
 
-#define LINSGD_DECLARE_CPU_VARIANT(NS)                                               \
-    namespace linsgd {                                                               \
-    namespace cpu {                                                                  \
-    namespace NS {                                                                   \
-    template <typename T>                                                            \
-    T loss(const Data<T>& data, const Model<T>& model);                              \
-    template <typename T>                                                            \
-    T gradient(const Data<T>& data, const Model<T>& model, T* gw, T* gb);            \
-    template <typename T>                                                            \
-    TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);             \
-    }                                                                                \
-    }                                                                                \
+#define LINSGD_DECLARE_CPU_VARIANT(NS)                                    \
+    namespace linsgd {                                                    \
+    namespace cpu {                                                       \
+    namespace NS {                                                        \
+    template <typename T>                                                 \
+    T loss(const Data<T>& data, const Model<T>& model);                   \
+    template <typename T>                                                 \
+    T gradient(const Data<T>& data, const Model<T>& model, T* gw, T* gb); \
+    template <typename T>                                                 \
+    TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);  \
+    template <typename T>                                                 \
+    bool all_finite(const T* p, int64_t n);                               \
+    }                                                                     \
+    }                                                                     \
     }
 
 LINSGD_DECLARE_CPU_VARIANT(baseline)

@@ -1,5 +1,5 @@
-// The kernel entry points, declared once for every device; cpu/sgd.cpp defines them for the
-// host, cuda/sgd.cu (same names, namespace linsgd::cuda) for the GPU.
+// The kernel entry points, declared once for every device; cpu/sgd.cpp (and cpu/finite.cpp) define
+// them for the host, cuda/sgd.cu (same names, namespace linsgd::cuda) for the GPU.
 #pragma once
 
 #include <cmath>
@@ -81,6 +81,11 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
 
 template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
+
+// Whether all n elements at p (contiguous, aligned) are finite: no NaN, no infinity. One pass,
+// no allocation; a block-wise test stops early at a non-finite element. Host memory only.
+template <typename T>
+bool all_finite(const T* p, int64_t n);
 
 // The instruction-set variant the host kernels run ("baseline", "avx2", "avx512"), the ones
 // this CPU supports, and a way to force one (false when the CPU lacks it). Every variant gives

@@ -92,8 +92,7 @@ template <typename T, int LANES, typename Load>
 LINSGD_HD inline void cascade_row_sum(const Load& load, int64_t size, T (&out)[LANES]) {
     const int64_t n4 = size / 4;
     T part[4][LANES];
-    cascade_multi_row_sum<T, 4, LANES>([&](int64_t i, int k, int l) { return load(4 * i + k, l); }, n4,
-                                       part);
+    cascade_multi_row_sum<T, 4, LANES>([&](int64_t i, int k, int l) { return load(4 * i + k, l); }, n4, part);
     for (int64_t i = 4 * n4; i < size; ++i)
         for (int l = 0; l < LANES; ++l) part[0][l] = part[0][l] + load(i, l);
     for (int k = 1; k < 4; ++k)
@@ -217,8 +216,7 @@ struct SgdScalars {
 
 template <typename T>
 LINSGD_HD inline SgdScalars<T> make_sgd_scalars(double lr, double weight_decay, bool decay_bias, double l2,
-                                                double momentum, double dampening, bool nesterov,
-                                                bool maximize) {
+                                                double momentum, double dampening, bool nesterov, bool maximize) {
     SgdScalars<T> s;
     s.neg_lr = static_cast<T>(-lr);
     // Keras's L2(l2) adds l2 * sum(W^2) to the loss: 2 * l2 * W to the weight gradient only.
