@@ -93,6 +93,7 @@ void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readabl
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
+    // Rows per block: as many as simd::dot_rows keeps in registers at once for long rows.
     constexpr int kBlock = 4;
     const int64_t ahead = prefetch_ahead<T>(n, kBlock, gathered ? kPrefetchBytesGathered : kPrefetchBytesInOrder);
     // Long rows read in order keep the hardware prefetcher ahead by themselves.
@@ -128,6 +129,41 @@ void batch_errors(const Data<T>& data, const int64_t* rows, int64_t rows_readabl
     }
 }
 
+// X^T e of rows [begin, end) added to columns [j_begin, j_end) of the weight gradient, each
+// element taking the rows' terms in order. Two loop orders, the same bits: short rows, many to a
+// chunk, keep a block of gradient columns in registers across all the chunk's rows; long rows
+// (few to a chunk) update the gradient four rows at a time, one output after the other.
+template <typename T>
+void chunk_weight_gradient(const Data<T>& data, const int64_t* rows, int64_t begin, int64_t end, const Model<T>& model,
+                           const T* scaled_error, T* grad_weight, int64_t j_begin, int64_t j_end) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    if (end - begin >= 16) {
+        simd::accumulate_weight_gradient<T>(grad_weight, n, u_count, data.x, rows + begin,
+                                            scaled_error + begin * u_count, end - begin, j_begin, j_end);
+        return;
+    }
+    const int64_t width = j_end - j_begin;
+    for (int64_t u = 0; u < u_count; ++u) {
+        T* gw = grad_weight + u * n + j_begin;
+        int64_t i = begin;
+        for (; i + 4 <= end; i += 4) {
+            const T* xs[4];
+            T g[4];
+            for (int r = 0; r < 4; ++r) {
+                xs[r] = data.x + rows[i + r] * n + j_begin;
+                g[r] = scaled_error[(i + r) * u_count + u];
+            }
+            simd::accumulate_rows<T, 4>(gw, xs, g, width);
+        }
+        for (; i < end; ++i) {
+            const T* xs[1] = {data.x + rows[i] * n + j_begin};
+            const T g[1] = {scaled_error[i * u_count + u]};
+            simd::accumulate_rows<T, 1>(gw, xs, g, width);
+        }
+    }
+}
+
 // Columns [j_begin, j_end) of the weight gradient, each summed over the batch rows in order:
 // the same sequence of roundings as the fused pass, whichever thread owns the columns.
 template <typename T>
@@ -135,25 +171,12 @@ void batch_weight_gradient(const Data<T>& data, const int64_t* rows, int64_t bat
                            const T* scaled_error, T* grad_weight, int64_t j_begin, int64_t j_end) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
-    for (int64_t u = 0; u < u_count; ++u) {
-        T* gw = grad_weight + u * n;
-        for (int64_t j = j_begin; j < j_end; ++j) gw[j] = T(0);
-        int64_t i = 0;
-        const int64_t width = j_end - j_begin;
-        for (; i + 4 <= batch; i += 4) {
-            const T* xs[4];
-            T g[4];
-            for (int r = 0; r < 4; ++r) {
-                xs[r] = data.x + rows[i + r] * n + j_begin;
-                g[r] = scaled_error[(i + r) * u_count + u];
-            }
-            simd::accumulate_rows<T, 4>(gw + j_begin, xs, g, width);
-        }
-        for (; i < batch; ++i) {
-            const T* xs[1] = {data.x + rows[i] * n + j_begin};
-            const T g[1] = {scaled_error[i * u_count + u]};
-            simd::accumulate_rows<T, 1>(gw + j_begin, xs, g, width);
-        }
+    for (int64_t u = 0; u < u_count; ++u)
+        for (int64_t j = j_begin; j < j_end; ++j) grad_weight[u * n + j] = T(0);
+    const int64_t chunk = chunk_rows<T>(n);
+    for (int64_t begin = 0; begin < batch; begin += chunk) {
+        const int64_t end = batch - begin < chunk ? batch : begin + chunk;
+        chunk_weight_gradient<T>(data, rows, begin, end, model, scaled_error, grad_weight, j_begin, j_end);
     }
 }
 
@@ -206,24 +229,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable
     for (int64_t begin = 0; begin < batch; begin += chunk) {
         const int64_t end = batch - begin < chunk ? batch : begin + chunk;
         batch_errors<T>(data, rows, rows_readable, gathered, begin, end, model, scale, error, scaled_error);
-        for (int64_t u = 0; u < u_count; ++u) {
-            T* gw = grad_weight + u * n;
-            int64_t i = begin;
-            for (; i + 4 <= end; i += 4) {
-                const T* xs[4];
-                T g[4];
-                for (int r = 0; r < 4; ++r) {
-                    xs[r] = data.x + rows[i + r] * n;
-                    g[r] = scaled_error[(i + r) * u_count + u];
-                }
-                simd::accumulate_rows<T, 4>(gw, xs, g, n);
-            }
-            for (; i < end; ++i) {
-                const T* xs[1] = {data.x + rows[i] * n};
-                const T g[1] = {scaled_error[i * u_count + u]};
-                simd::accumulate_rows<T, 1>(gw, xs, g, n);
-            }
-        }
+        chunk_weight_gradient<T>(data, rows, begin, end, model, scaled_error, grad_weight, 0, n);
     }
     return batch_finish<T>(data, rows, batch, u_count, weight_sum, grad_bias, error, scaled_error);
 }
