@@ -125,3 +125,53 @@ def test_large_shapes_backends_agree_bitwise(dt, shape, shuffled):
     )
     assert eps_distance(runs["cpp"][0], Wn) <= 16
     assert eps_distance(runs["cpp"][1], bn) <= 16
+
+
+# (N, U) for the register-blocked X^T e: output groups of one to four (U = 5, 7, 9 leave a
+# partial group), column blocks of every width up to the register budget and a scalar tail
+# (N not a multiple of the vector width), on batches long enough (>= 16 rows a chunk) to take it
+BLOCKED_N = [1, 3, 8, 13, 33, 100]
+BLOCKED_U = [1, 2, 3, 4, 5, 7, 9]
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("N", BLOCKED_N)
+@pytest.mark.parametrize("U", BLOCKED_U)
+def test_output_groups_and_column_blocks_agree_bitwise(dt, N, U):
+    missing = {"cpp", "numba"} - set(linsgd.available_backends())
+    if missing:
+        pytest.skip(f"needs both CPU backends; missing: {sorted(missing)}")
+    M, B = 203, 67  # ragged last batch; 67 rows make several chunks only for long rows
+    rng = np.random.default_rng(100 * N + U)
+    X = rng.standard_normal((M, N)).astype(dt)
+    Y = rng.standard_normal((M, U)).astype(dt)
+    W0 = (rng.standard_normal((U, N)) / np.sqrt(N)).astype(dt)
+    b0 = rng.standard_normal(U).astype(dt)
+    kw = dict(batch_size=B, epochs=2, lr=0.02, momentum=0.5)
+    runs = {}
+    for be, threads in (("cpp", 1), ("numba", 1), ("cpp", 2)):
+        W, b = W0.copy(), b0.copy()
+        res = kernels.train(X, Y, W, b, backend=be, n_threads=threads, **kw)
+        runs[be, threads] = (W, b, res.losses)
+    for other in (("numba", 1), ("cpp", 2)):
+        for k in range(3):
+            assert np.array_equal(runs["cpp", 1][k], runs[other][k]), (other, k)
+    Wn, bn, _ = train_reference(X, Y, W0, b0, exact=False, **kw)
+    assert eps_distance(runs["cpp", 1][0], Wn) <= 16
+    assert eps_distance(runs["cpp", 1][1], bn) <= 16
+
+
+def test_threaded_column_split_agrees_bitwise():
+    # large enough (batch * N * U >= 2**14) that two threads really split the columns of X^T e
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((640, 100))
+    Y = rng.standard_normal((640, 5))
+    W0 = rng.standard_normal((5, 100)) / 10
+    b0 = rng.standard_normal(5)
+    out = []
+    for threads in (1, 2):
+        W, b = W0.copy(), b0.copy()
+        res = kernels.train(X, Y, W, b, batch_size=320, epochs=2, lr=0.01, n_threads=threads)
+        out.append((W, b, res.losses))
+    for k in range(3):
+        assert np.array_equal(out[0][k], out[1][k])
