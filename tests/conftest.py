@@ -16,6 +16,8 @@ def backend(request):
     name = request.param
     linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
     if name not in linsgd.available_backends():
-        pytest.skip(f"backend {name!r} is not available in this install "
-                    f"(available: {linsgd.available_backends()})")
+        pytest.skip(
+            f"backend {name!r} is not available in this install "
+            f"(available: {linsgd.available_backends()})"
+        )
     return name

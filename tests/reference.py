@@ -143,7 +143,7 @@ def sum_dim0(g: np.ndarray, vec: int | None = None) -> np.ndarray:
         x = g[:, 0]
         if B >= vec:
             nv = B // vec
-            va = _row_sum(lambda i: x[i * vec:(i + 1) * vec], nv, np.zeros(vec, g.dtype))
+            va = _row_sum(lambda i: x[i * vec : (i + 1) * vec], nv, np.zeros(vec, g.dtype))
             fin = dt(0)
             for k in range(nv * vec, B):
                 fin = dt(fin + x[k])
@@ -155,9 +155,9 @@ def sum_dim0(g: np.ndarray, vec: int | None = None) -> np.ndarray:
     out = []
     for j in range(U):
         if j < nplain:
-            out.append(_multi_row_sum(lambda i, k: g[i, j], 1, B, z)[0])
+            out.append(_multi_row_sum(lambda i, k, j=j: g[i, j], 1, B, z)[0])
         else:
-            out.append(_row_sum(lambda i: g[i, j], B, z))
+            out.append(_row_sum(lambda i, j=j: g[i, j], B, z))
     return np.array(out, g.dtype)
 
 
@@ -230,8 +230,21 @@ def effective_weight_decay(weight_decay=0.0, *, l2=0.0, decay_bias=True, is_bias
     return float(weight_decay) + 2.0 * float(l2)
 
 
-def sgd_update(p, g, buf, *, lr, weight_decay=0.0, momentum=0.0, dampening=0.0,
-               nesterov=False, maximize=False, l2=0.0, decay_bias=True, is_bias=False):
+def sgd_update(
+    p,
+    g,
+    buf,
+    *,
+    lr,
+    weight_decay=0.0,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    maximize=False,
+    l2=0.0,
+    decay_bias=True,
+    is_bias=False,
+):
     """One ``torch.optim.SGD`` single-tensor step for one parameter (semantics §0).
 
     ``buf`` is the momentum buffer (``None`` before the first momentum step). Returns
@@ -260,7 +273,7 @@ def forward_seq(x, W, b):
     """``x W^T (+ b)``: each output a sequential unfused dot over the features, then ``+ b``."""
     acc = np.zeros((x.shape[0], W.shape[0]), x.dtype)
     for j in range(x.shape[1]):
-        acc = acc + x[:, j:j + 1] * W[None, :, j]
+        acc = acc + x[:, j : j + 1] * W[None, :, j]
     return acc if b is None else acc + b
 
 
@@ -343,9 +356,25 @@ def _epoch_lrs(lr, epochs):
     return lrs
 
 
-def train_reference(X, Y, W, b, *, batch_size, epochs, lr, order=None, momentum=0.0,
-                    dampening=0.0, weight_decay=0.0, decay_bias=True, l2=0.0,
-                    nesterov=False, maximize=False, exact=True):
+def train_reference(
+    X,
+    Y,
+    W,
+    b,
+    *,
+    batch_size,
+    epochs,
+    lr,
+    order=None,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    decay_bias=True,
+    l2=0.0,
+    nesterov=False,
+    maximize=False,
+    exact=True,
+):
     """Whole epochs of mini-batch SGD; returns ``(W, b, losses)``.
 
     Batches are consecutive chunks of ``batch_size`` rows of each epoch's order (the last one
@@ -367,8 +396,15 @@ def train_reference(X, Y, W, b, *, batch_size, epochs, lr, order=None, momentum=
     R = len(rows_per_epoch[0]) if epochs else M
     S = -(-R // batch_size)
     losses = np.full((epochs, S), np.nan)
-    hyper = dict(weight_decay=weight_decay, momentum=momentum, dampening=dampening,
-                 nesterov=nesterov, maximize=maximize, l2=l2, decay_bias=decay_bias)
+    hyper = dict(
+        weight_decay=weight_decay,
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        maximize=maximize,
+        l2=l2,
+        decay_bias=decay_bias,
+    )
     wd_W = effective_weight_decay(weight_decay, l2=l2)
     wd_b = effective_weight_decay(weight_decay, decay_bias=decay_bias, is_bias=True)
     bufW = bufb = None
@@ -376,7 +412,7 @@ def train_reference(X, Y, W, b, *, batch_size, epochs, lr, order=None, momentum=
         rows = rows_per_epoch[ep]
         lr_e = lrs[ep]
         for s in range(S):
-            idx = rows[s * batch_size:(s + 1) * batch_size]
+            idx = rows[s * batch_size : (s + 1) * batch_size]
             xb = np.ascontiguousarray(X[idx])
             yb = np.ascontiguousarray(Y2[idx])
             if exact:
@@ -386,11 +422,13 @@ def train_reference(X, Y, W, b, *, batch_size, epochs, lr, order=None, momentum=
                     b, bufb = sgd_update(b, gb, bufb, lr=lr_e, is_bias=True, **hyper)
             else:
                 gW, gb, loss = naive_gradient(xb, yb, W, b)
-                W, bufW = _naive_update(W, gW, bufW, dt, lr_e, wd_W, momentum, dampening,
-                                        nesterov, maximize)
+                W, bufW = _naive_update(
+                    W, gW, bufW, dt, lr_e, wd_W, momentum, dampening, nesterov, maximize
+                )
                 if b is not None:
-                    b, bufb = _naive_update(b, gb, bufb, dt, lr_e, wd_b, momentum, dampening,
-                                            nesterov, maximize)
+                    b, bufb = _naive_update(
+                        b, gb, bufb, dt, lr_e, wd_b, momentum, dampening, nesterov, maximize
+                    )
             losses[ep, s] = float(loss)
     return W, b, losses
 
@@ -443,7 +481,7 @@ def dataloader_epoch_batches(seed, M, batch_size, epochs, drop_last=False):
         perm = g.randperm(M)  # RandomSampler
         g.randperm(M)  # trailing randperm(n)[:0] when the epoch is exhausted
         nb = M // batch_size if drop_last else -(-M // batch_size)
-        out.append([perm[i * batch_size:(i + 1) * batch_size] for i in range(nb)])
+        out.append([perm[i * batch_size : (i + 1) * batch_size] for i in range(nb)])
     return out
 
 
@@ -462,9 +500,25 @@ def dataloader_orders(seed, M, batch_size, epochs, drop_last=False) -> np.ndarra
 # the real torch loop
 
 
-def torch_train(X, Y, W0, b0, *, batch_size, epochs, lr, momentum=0.0, dampening=0.0,
-                weight_decay=0.0, decay_bias=True, nesterov=False, maximize=False, l2=0.0,
-                fit_intercept=None, order=None):
+def torch_train(
+    X,
+    Y,
+    W0,
+    b0,
+    *,
+    batch_size,
+    epochs,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    decay_bias=True,
+    nesterov=False,
+    maximize=False,
+    l2=0.0,
+    fit_intercept=None,
+    order=None,
+):
     """Run ``nn.Linear`` + ``nn.MSELoss`` + ``torch.optim.SGD`` (default single-tensor path).
 
     ``W0`` ``(U, N)`` and ``b0`` ``(U,)`` (or None) are copied into the layer. Penalties go
@@ -490,14 +544,26 @@ def torch_train(X, Y, W0, b0, *, batch_size, epochs, lr, momentum=0.0, dampening
         if fit_intercept:
             layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(b0, dtype=X.dtype)))
     lrs = _epoch_lrs(lr, epochs)
-    groups = [{"params": [layer.weight],
-               "weight_decay": effective_weight_decay(weight_decay, l2=l2)}]
+    groups = [
+        {"params": [layer.weight], "weight_decay": effective_weight_decay(weight_decay, l2=l2)}
+    ]
     if fit_intercept:
-        groups.append({"params": [layer.bias],
-                       "weight_decay": effective_weight_decay(weight_decay, decay_bias=decay_bias,
-                                                              is_bias=True)})
-    opt = torch.optim.SGD(groups, lr=lrs[0] if lrs else 0.0, momentum=momentum,
-                          dampening=dampening, nesterov=nesterov, maximize=maximize)
+        groups.append(
+            {
+                "params": [layer.bias],
+                "weight_decay": effective_weight_decay(
+                    weight_decay, decay_bias=decay_bias, is_bias=True
+                ),
+            }
+        )
+    opt = torch.optim.SGD(
+        groups,
+        lr=lrs[0] if lrs else 0.0,
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
     mse = torch.nn.MSELoss()
     Xt = torch.from_numpy(X)
     Yt = torch.from_numpy(Y2)
@@ -510,12 +576,16 @@ def torch_train(X, Y, W0, b0, *, batch_size, epochs, lr, momentum=0.0, dampening
         for group in opt.param_groups:
             group["lr"] = lrs[ep]
         if order is None:
-            batches = [(Xt[s:s + batch_size].clone(), Yt[s:s + batch_size].clone())
-                       for s in range(0, M, batch_size)]
+            batches = [
+                (Xt[s : s + batch_size].clone(), Yt[s : s + batch_size].clone())
+                for s in range(0, M, batch_size)
+            ]
         else:
             rows = torch.from_numpy(np.ascontiguousarray(rows_per_epoch[ep]))
-            batches = [(Xt[rows[s:s + batch_size]], Yt[rows[s:s + batch_size]])
-                       for s in range(0, R, batch_size)]
+            batches = [
+                (Xt[rows[s : s + batch_size]], Yt[rows[s : s + batch_size]])
+                for s in range(0, R, batch_size)
+            ]
         for s, (xb, yb) in enumerate(batches):
             loss = mse(layer(xb), yb)
             opt.zero_grad()

@@ -31,8 +31,10 @@ DT_IDS = ["float64", "float32"]
 
 # random shapes (M, N, U), seeded, plus the edge shapes: one row, one feature, one output
 _rng = np.random.default_rng(20240611)
-RANDOM_SHAPES = [tuple(int(v) for v in (_rng.integers(2, 60), _rng.integers(1, 20), _rng.integers(1, 5)))
-                 for _ in range(6)]
+RANDOM_SHAPES = [
+    tuple(int(v) for v in (_rng.integers(2, 60), _rng.integers(1, 20), _rng.integers(1, 5)))
+    for _ in range(6)
+]
 EDGE_SHAPES = [(1, 3, 1), (1, 1, 1), (9, 1, 1), (9, 1, 3), (5, 4, 2), (33, 4, 1)]
 SHAPES = RANDOM_SHAPES + EDGE_SHAPES
 SHAPE_IDS = [f"M{m}-N{n}-U{u}" for m, n, u in SHAPES]
@@ -52,7 +54,11 @@ def _grad_bounds(X, Y, W, b, eps):
     mag_e = ax @ aw.T + ay + (0.0 if b is None else np.abs(b.astype(np.float64)))
     gamma = 2 * (N + B + 4) * eps
     c = 2 / (B * U)
-    return gamma * c * (mag_e.T @ ax), gamma * c * mag_e.sum(0), 2 * gamma * float(np.mean(mag_e**2))
+    return (
+        gamma * c * (mag_e.T @ ax),
+        gamma * c * mag_e.sum(0),
+        2 * gamma * float(np.mean(mag_e**2)),
+    )
 
 
 def _hyper_sets():
@@ -81,7 +87,7 @@ def _lr(N, hp):
 def _check_close_to_references(W, b, X, Y, W0, b0, kw, *, N, U):
     """ours == exact model bitwise (exact cases) or within a few eps of it and of naive numpy."""
     We, be, le = train_reference(X, Y, W0, b0, exact=True, **kw)
-    Wn, bn, ln = train_reference(X, Y, W0, b0, exact=False, **kw)
+    Wn, bn, _ln = train_reference(X, Y, W0, b0, exact=False, **kw)
     if _exact_case(N, U):
         assert np.array_equal(W, We)
         assert b is None or np.array_equal(b, be)
@@ -197,12 +203,14 @@ def test_step_matches_references(backend, dt):
         X, Y, W0, b0 = _problem(11, N, U, dt, seed=N)
         W, b = W0.copy(), b0.copy()
         state = {}
-        losses = [kernels.step(X, Y, W, b, lr=0.03, state=state, backend=backend, **hp)
-                  for _ in range(3)]
+        losses = [
+            kernels.step(X, Y, W, b, lr=0.03, state=state, backend=backend, **hp) for _ in range(3)
+        ]
         assert all(isinstance(v, float) for v in losses)
         assert state["step"] == 3
-        le = _check_close_to_references(W, b, X, Y, W0, b0,
-                                        dict(batch_size=11, epochs=3, lr=0.03, **hp), N=N, U=U)
+        le = _check_close_to_references(
+            W, b, X, Y, W0, b0, dict(batch_size=11, epochs=3, lr=0.03, **hp), N=N, U=U
+        )
         if _exact_case(N, U):
             assert losses == list(le[:, 0])
 
@@ -216,7 +224,9 @@ def test_batch_size_larger_than_data_is_one_batch(backend, dt):
     value = kernels.step(X, Y, W2, b2, lr=0.05, backend=backend)
     assert losses.shape == (1,) and losses[0] == value
     assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
-    res = kernels.train(X, Y, W0.copy(), b0.copy(), batch_size=50, epochs=2, lr=0.05, backend=backend)
+    res = kernels.train(
+        X, Y, W0.copy(), b0.copy(), batch_size=50, epochs=2, lr=0.05, backend=backend
+    )
     assert res.losses.shape == (2, 1) and res.steps == 2
 
 
@@ -232,14 +242,16 @@ def test_steps_equal_epoch_bitwise(backend, dt, hp_name):
     X, Y, W0, b0 = _problem(M, N, U, dt, seed=11)
     order = np.random.default_rng(1).permutation(M)
     W1, b1, s1 = W0.copy(), b0.copy(), {}
-    losses = kernels.epoch(X, Y, W1, b1, batch_size=bs, lr=0.02, order=order, state=s1,
-                           backend=backend, **hp)
+    losses = kernels.epoch(
+        X, Y, W1, b1, batch_size=bs, lr=0.02, order=order, state=s1, backend=backend, **hp
+    )
     W2, b2, s2 = W0.copy(), b0.copy(), {}
     step_losses = []
     for s in range(0, M, bs):
-        idx = order[s:s + bs]
-        step_losses.append(kernels.step(X[idx], Y[idx], W2, b2, lr=0.02, state=s2,
-                                        backend=backend, **hp))
+        idx = order[s : s + bs]
+        step_losses.append(
+            kernels.step(X[idx], Y[idx], W2, b2, lr=0.02, state=s2, backend=backend, **hp)
+        )
     assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
     assert np.array_equal(losses, np.array(step_losses))
     assert s1["step"] == s2["step"] == 5
@@ -261,12 +273,34 @@ def test_epochs_equal_train_bitwise(backend, dt, with_bias):
     for use_orders in (False, True):
         W1, b1 = W0.copy(), None if b0 is None else b0.copy()
         state = {}
-        per_epoch = [kernels.epoch(X, Y, W1, b1, batch_size=bs, lr=0.03, state=state,
-                                   order=orders[e] if use_orders else None, backend=backend, **hp)
-                     for e in range(E)]
+        per_epoch = [
+            kernels.epoch(
+                X,
+                Y,
+                W1,
+                b1,
+                batch_size=bs,
+                lr=0.03,
+                state=state,
+                order=orders[e] if use_orders else None,
+                backend=backend,
+                **hp,
+            )
+            for e in range(E)
+        ]
         W2, b2 = W0.copy(), None if b0 is None else b0.copy()
-        res = kernels.train(X, Y, W2, b2, batch_size=bs, epochs=E, lr=0.03,
-                            orders=orders if use_orders else None, backend=backend, **hp)
+        res = kernels.train(
+            X,
+            Y,
+            W2,
+            b2,
+            batch_size=bs,
+            epochs=E,
+            lr=0.03,
+            orders=orders if use_orders else None,
+            backend=backend,
+            **hp,
+        )
         assert np.array_equal(W1, W2)
         assert b0 is None or np.array_equal(b1, b2)
         assert np.array_equal(np.stack(per_epoch), res.losses)
@@ -333,8 +367,17 @@ def test_torch_tensors_updated_in_place(backend, dt):
     bt = torch.from_numpy(b0.copy())
     w_ptr, b_ptr = Wt.data_ptr(), bt.data_ptr()
     state = {}
-    kernels.epoch(torch.from_numpy(X), torch.from_numpy(Y), Wt, bt, batch_size=5, lr=0.05,
-                  momentum=0.9, state=state, backend=backend)
+    kernels.epoch(
+        torch.from_numpy(X),
+        torch.from_numpy(Y),
+        Wt,
+        bt,
+        batch_size=5,
+        lr=0.05,
+        momentum=0.9,
+        state=state,
+        backend=backend,
+    )
     Wn, bn = W0.copy(), b0.copy()
     kernels.epoch(X, Y, Wn, bn, batch_size=5, lr=0.05, momentum=0.9, state={}, backend=backend)
     assert Wt.data_ptr() == w_ptr and bt.data_ptr() == b_ptr
@@ -345,8 +388,9 @@ def test_torch_tensors_updated_in_place(backend, dt):
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(W0))
         layer.bias.copy_(torch.from_numpy(b0))
-    kernels.epoch(X, Y, layer.weight, layer.bias, batch_size=5, lr=0.05, momentum=0.9,
-                  backend=backend)
+    kernels.epoch(
+        X, Y, layer.weight, layer.bias, batch_size=5, lr=0.05, momentum=0.9, backend=backend
+    )
     assert np.array_equal(layer.weight.detach().numpy(), Wn)
     assert np.array_equal(layer.bias.detach().numpy(), bn)
 
@@ -357,8 +401,9 @@ def test_dtypes_are_kept(backend, dt):
     gW, gb, _ = kernels.gradient(X, Y, W, b, backend=backend)
     assert gW.dtype == np.dtype(dt) and gb.dtype == np.dtype(dt)
     state = {}
-    losses = kernels.epoch(X, Y, W, b, batch_size=4, lr=0.01, momentum=0.5, state=state,
-                           backend=backend)
+    losses = kernels.epoch(
+        X, Y, W, b, batch_size=4, lr=0.01, momentum=0.5, state=state, backend=backend
+    )
     assert W.dtype == np.dtype(dt) and b.dtype == np.dtype(dt)
     assert state["momentum_buffer_W"].dtype == np.dtype(dt)
     assert losses.dtype == np.float64
@@ -387,8 +432,8 @@ def test_target_loss_stops_after_first_step_below(backend, dt):
     assert res.steps == k + 1  # the step that reached the target is applied
     assert res.epochs == (k + 1) // (M // bs)
     got = res.losses.ravel()
-    assert np.array_equal(got[:k + 1], flat[:k + 1])
-    assert np.isnan(got[k + 1:]).all()
+    assert np.array_equal(got[: k + 1], flat[: k + 1])
+    assert np.isnan(got[k + 1 :]).all()
     # the parameters are those after step k + 1 of the reference
     steps_per_epoch = M // bs
     e_full, s_part = divmod(k + 1, steps_per_epoch)
@@ -396,10 +441,12 @@ def test_target_loss_stops_after_first_step_below(backend, dt):
     if e_full:
         We, be, _ = train_reference(X, Y, We, be, epochs=e_full, **kw)
     if s_part:
-        We, be, _ = train_reference(X[:s_part * bs], Y[:s_part * bs], We, be, epochs=1, **kw)
+        We, be, _ = train_reference(X[: s_part * bs], Y[: s_part * bs], We, be, epochs=1, **kw)
     assert np.array_equal(W, We) and np.array_equal(b, be)
     # a target that is never reached changes nothing
-    res2 = kernels.train(X, Y, W0.copy(), b0.copy(), epochs=E, target_loss=-1.0, backend=backend, **kw)
+    res2 = kernels.train(
+        X, Y, W0.copy(), b0.copy(), epochs=E, target_loss=-1.0, backend=backend, **kw
+    )
     assert res2.status == "completed" and res2.steps == E * steps_per_epoch
 
 
@@ -411,8 +458,8 @@ def test_divergence_is_reported(backend, dt):
     res = kernels.train(X, Y, W, b, batch_size=1, epochs=3, lr=1e6, backend=backend)
     assert res.status == "diverged"
     assert 0 < res.steps < 20 and res.epochs == 0
-    assert np.isnan(res.losses.ravel()[res.steps + 1:]).all()
-    assert np.isfinite(res.losses.ravel()[:res.steps]).all()
+    assert np.isnan(res.losses.ravel()[res.steps + 1 :]).all()
+    assert np.isfinite(res.losses.ravel()[: res.steps]).all()
     with pytest.raises(linsgd.DivergenceError) as info:
         kernels.epoch(X, Y, W0.copy(), b0.copy(), batch_size=1, lr=1e6, backend=backend)
     assert isinstance(info.value, FloatingPointError)
@@ -463,8 +510,11 @@ def test_bad_arrays_raise_naming_the_argument(backend, dt, case, func):
     args.update(override)
     W_before, b_before = args["W"].copy(), args["b"].copy()
     extra = {
-        "loss": {}, "gradient": {}, "step": dict(lr=0.1),
-        "epoch": dict(batch_size=3, lr=0.1), "train": dict(batch_size=3, epochs=2, lr=0.1),
+        "loss": {},
+        "gradient": {},
+        "step": dict(lr=0.1),
+        "epoch": dict(batch_size=3, lr=0.1),
+        "train": dict(batch_size=3, epochs=2, lr=0.1),
     }[func]
     with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
         getattr(kernels, func)(args["X"], args["Y"], args["W"], args["b"], backend=backend, **extra)
@@ -511,5 +561,5 @@ def test_bad_hyper_parameters_raise_naming_the_argument(backend, kw, name):
 def test_unknown_backend_is_named_in_the_error():
     X, Y, W, b = _problem(4, 2, 1, np.float64, seed=0)
     for func, extra in [("loss", {}), ("gradient", {}), ("step", dict(lr=0.1))]:
-        with pytest.raises(ValueError, match="backend.*'foo'|'foo'.*backend"):
+        with pytest.raises(ValueError, match=r"backend.*'foo'|'foo'.*backend"):
             getattr(kernels, func)(X, Y, W, b, backend="foo", **extra)

@@ -73,11 +73,11 @@ def _fma_cases(dtype, n: int, seed: int):
     # rounding error; c = -fl(a*b) * (1 + tiny) puts the sum next to a rounding boundary.
     m = n // 3
     c[:m] = -(a[:m] * b[:m])
-    c[m:2 * m] = -(a[m:2 * m] * b[m:2 * m]) * dtype(1 + 2.0 ** -10)
+    c[m : 2 * m] = -(a[m : 2 * m] * b[m : 2 * m]) * dtype(1 + 2.0**-10)
     # Exact halfway-ish operands: 1 + 2^-k products against -1.
     k = 12 if dtype is np.float32 else 27
-    a[-4:] = dtype(1 + 2.0 ** -k)
-    b[-4:] = dtype(1 - 2.0 ** -k)
+    a[-4:] = dtype(1 + 2.0**-k)
+    b[-4:] = dtype(1 - 2.0**-k)
     c[-4:] = dtype(-1.0)
     a[-1], b[-1], c[-1] = dtype(0.0), dtype(-3.0), dtype(-0.0)
     return a, b, c
@@ -184,12 +184,16 @@ def _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch):
         layer.bias.copy_(torch.from_numpy(b0))
     groups = [
         {"params": [layer.weight], "weight_decay": cfg["weight_decay"] + 2.0 * cfg["l2"]},
-        {"params": [layer.bias],
-         "weight_decay": cfg["weight_decay"] if cfg["decay_bias"] else 0.0},
+        {"params": [layer.bias], "weight_decay": cfg["weight_decay"] if cfg["decay_bias"] else 0.0},
     ]
-    opt = torch.optim.SGD(groups, lr=lrs[0], momentum=cfg["momentum"],
-                          dampening=cfg["dampening"], nesterov=cfg["nesterov"],
-                          maximize=cfg["maximize"])
+    opt = torch.optim.SGD(
+        groups,
+        lr=lrs[0],
+        momentum=cfg["momentum"],
+        dampening=cfg["dampening"],
+        nesterov=cfg["nesterov"],
+        maximize=cfg["maximize"],
+    )
     mse = torch.nn.MSELoss()
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     losses, vlosses = [], []
@@ -198,7 +202,7 @@ def _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch):
             g["lr"] = lr
         rows = torch.from_numpy(orders[e])
         for s in range(0, len(rows), bs):
-            idx = rows[s:s + bs]
+            idx = rows[s : s + bs]
             loss = mse(layer(Xt[idx]), Yt[idx])
             opt.zero_grad()
             loss.backward()
@@ -208,23 +212,70 @@ def _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch):
             vlosses.append(mse(layer(torch.tensor(Xv)), torch.tensor(Yv)).item())
     buf = [opt.state[p].get("momentum_buffer") for p in (layer.weight, layer.bias)]
     buf = [None if t is None else t.numpy().copy() for t in buf]
-    return (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy(),
-            np.array(losses), np.array(vlosses), buf)
+    return (
+        layer.weight.detach().numpy().copy(),
+        layer.bias.detach().numpy().copy(),
+        np.array(losses),
+        np.array(vlosses),
+        buf,
+    )
 
 
 TRAIN_CONFIGS = [
-    dict(momentum=0.0, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.0,
-         decay_bias=True, l2=0.0),
-    dict(momentum=0.9, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.0,
-         decay_bias=True, l2=0.0),
-    dict(momentum=0.5, dampening=0.3, nesterov=False, maximize=False, weight_decay=0.01,
-         decay_bias=True, l2=0.0),
-    dict(momentum=0.9, dampening=0.0, nesterov=True, maximize=False, weight_decay=0.03,
-         decay_bias=False, l2=0.0),
-    dict(momentum=0.0, dampening=0.0, nesterov=False, maximize=False, weight_decay=0.1,
-         decay_bias=True, l2=0.02),
-    dict(momentum=0.7, dampening=0.1, nesterov=False, maximize=True, weight_decay=0.01,
-         decay_bias=False, l2=0.005),
+    dict(
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        maximize=False,
+        weight_decay=0.0,
+        decay_bias=True,
+        l2=0.0,
+    ),
+    dict(
+        momentum=0.9,
+        dampening=0.0,
+        nesterov=False,
+        maximize=False,
+        weight_decay=0.0,
+        decay_bias=True,
+        l2=0.0,
+    ),
+    dict(
+        momentum=0.5,
+        dampening=0.3,
+        nesterov=False,
+        maximize=False,
+        weight_decay=0.01,
+        decay_bias=True,
+        l2=0.0,
+    ),
+    dict(
+        momentum=0.9,
+        dampening=0.0,
+        nesterov=True,
+        maximize=False,
+        weight_decay=0.03,
+        decay_bias=False,
+        l2=0.0,
+    ),
+    dict(
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        maximize=False,
+        weight_decay=0.1,
+        decay_bias=True,
+        l2=0.02,
+    ),
+    dict(
+        momentum=0.7,
+        dampening=0.1,
+        nesterov=False,
+        maximize=True,
+        weight_decay=0.01,
+        decay_bias=False,
+        l2=0.005,
+    ),
 ]
 
 
@@ -238,7 +289,7 @@ def test_train_matches_torch_sgd(cfg, bs):
     rng = np.random.default_rng(bs + 7)
     orders = np.stack([rng.permutation(M) for _ in range(E)]).astype(np.int64)
     # maximize ascends, so keep its steps small to stay finite.
-    lrs = np.array([0.05, 0.03, 0.02, 0.01]) * (0.1 if cfg["maximize"] else 1.0) / bs ** 0.5
+    lrs = np.array([0.05, 0.03, 0.02, 0.01]) * (0.1 if cfg["maximize"] else 1.0) / bs**0.5
     if bs == 1:
         lrs = lrs * 0.2
     tW, tb, tlosses, tvl, (tbW, tbb) = _torch_run(X, Y, W0, b0, orders, bs, lrs, cfg, Xv, Yv, torch)
@@ -252,10 +303,28 @@ def test_train_matches_torch_sgd(cfg, bs):
     # Two calls (2 epochs each) must continue exactly like one torch run: buffers carried.
     for part in (slice(0, 2), slice(2, 4)):
         steps, status = _numba.train(
-            X, Y, W, b, np.ascontiguousarray(orders[part]), bs, np.ascontiguousarray(lrs[part]),
-            cfg["weight_decay"], cfg["decay_bias"], cfg["l2"], cfg["momentum"], cfg["dampening"],
-            cfg["nesterov"], cfg["maximize"], bufW, bufb, init,
-            losses[part.start * S:part.stop * S], Xv, Yv, vl[part], math.nan,
+            X,
+            Y,
+            W,
+            b,
+            np.ascontiguousarray(orders[part]),
+            bs,
+            np.ascontiguousarray(lrs[part]),
+            cfg["weight_decay"],
+            cfg["decay_bias"],
+            cfg["l2"],
+            cfg["momentum"],
+            cfg["dampening"],
+            cfg["nesterov"],
+            cfg["maximize"],
+            bufW,
+            bufb,
+            init,
+            losses[part.start * S : part.stop * S],
+            Xv,
+            Yv,
+            vl[part],
+            math.nan,
         )
         assert (steps, status) == (2 * S, 0)
         assert type(steps) is int and type(status) is int
@@ -282,19 +351,45 @@ def test_train_matches_numpy_model(dtype, U, bias):
     rng = np.random.default_rng(U)
     orders = np.stack([rng.permutation(M)[:40] for _ in range(E)]).astype(np.int64)
     lrs = np.array([0.02, 0.015, 0.01])
-    hyper = dict(momentum=0.9, dampening=0.1, weight_decay=0.01, decay_bias=False, l2=0.003,
-                 nesterov=False, maximize=False)
-    rW, rb, rlosses = train_reference(X, Y, W0, b0 if bias else None, batch_size=bs, epochs=E,
-                                      lr=lrs, order=orders, **hyper)
+    hyper = dict(
+        momentum=0.9,
+        dampening=0.1,
+        weight_decay=0.01,
+        decay_bias=False,
+        l2=0.003,
+        nesterov=False,
+        maximize=False,
+    )
+    rW, rb, rlosses = train_reference(
+        X, Y, W0, b0 if bias else None, batch_size=bs, epochs=E, lr=lrs, order=orders, **hyper
+    )
     W = W0.copy()
     b = b0.copy() if bias else None
     S = -(-40 // bs)
     losses = np.empty(E * S)
     steps, status = _numba.train(
-        X, Y, W, b, orders, bs, lrs, hyper["weight_decay"], hyper["decay_bias"], hyper["l2"],
-        hyper["momentum"], hyper["dampening"], hyper["nesterov"], hyper["maximize"],
-        np.empty_like(W), np.empty_like(b0) if bias else None, False, losses,
-        None, None, None, math.nan,
+        X,
+        Y,
+        W,
+        b,
+        orders,
+        bs,
+        lrs,
+        hyper["weight_decay"],
+        hyper["decay_bias"],
+        hyper["l2"],
+        hyper["momentum"],
+        hyper["dampening"],
+        hyper["nesterov"],
+        hyper["maximize"],
+        np.empty_like(W),
+        np.empty_like(b0) if bias else None,
+        False,
+        losses,
+        None,
+        None,
+        None,
+        math.nan,
     )
     assert (steps, status) == (E * S, 0)
     assert_bits_equal(W, rW)
@@ -307,8 +402,30 @@ def _train_plain(X, Y, W, b, lr, E, bs, target=math.nan, momentum=0.0):
     S = -(-X.shape[0] // bs)
     losses = np.full(E * S, np.nan)
     buf = (np.empty_like(W), np.empty_like(b)) if momentum else (None, None)
-    res = _numba.train(X, Y, W, b, None, bs, np.full(E, lr), 0.0, True, 0.0, momentum, 0.0,
-                       False, False, buf[0], buf[1], False, losses, None, None, None, target)
+    res = _numba.train(
+        X,
+        Y,
+        W,
+        b,
+        None,
+        bs,
+        np.full(E, lr),
+        0.0,
+        True,
+        0.0,
+        momentum,
+        0.0,
+        False,
+        False,
+        buf[0],
+        buf[1],
+        False,
+        losses,
+        None,
+        None,
+        None,
+        target,
+    )
     return res, losses
 
 
@@ -324,8 +441,8 @@ def test_train_statuses(dtype):
     W, b = W0.copy(), b0.copy()
     (steps, status), losses_t = _train_plain(X, Y, W, b, 0.05, 10, 40, target=losses[3])
     assert (steps, status) == (k + 1, 1)
-    assert_bits_equal(losses_t[:k + 1], losses[:k + 1])
-    assert np.all(np.isnan(losses_t[k + 1:]))
+    assert_bits_equal(losses_t[: k + 1], losses[: k + 1])
+    assert np.all(np.isnan(losses_t[k + 1 :]))
     W2, b2 = W0.copy(), b0.copy()
     _train_plain(X, Y, W2, b2, 0.05, k + 1, 40)
     assert_bits_equal(W, W2)
@@ -377,9 +494,18 @@ def test_lockstep_cascade_matches_lane_by_lane(dtype):
     rng = np.random.default_rng(5)
     vec = 32 // np.dtype(dtype).itemsize
     K = 4 * vec
-    sizes = sorted({*range(0, 3 * K + 3), *(K * k + t for k in (15, 16, 17, 255, 256, 257)
-                                             for t in (0, 1, vec, K - 1)),
-                    4095, 4096 * 16 + 5, 70_000, 140_001, 1_000_003, 3_000_017})
+    sizes = sorted(
+        {
+            *range(0, 3 * K + 3),
+            *(K * k + t for k in (15, 16, 17, 255, 256, 257) for t in (0, 1, vec, K - 1)),
+            4095,
+            4096 * 16 + 5,
+            70_000,
+            140_001,
+            1_000_003,
+            3_000_017,
+        }
+    )
     for n in sizes:
         x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 4, n)).astype(dtype)
         x = _special_values(x, rng) if n else x
@@ -443,8 +569,9 @@ def test_vector_dot_matches_scalar_order(dtype):
         W = rng.standard_normal((3, N)).astype(dtype)
         got = np.empty((7, 3), dtype)
         _dot_rows(X, W, got)
-        want = np.array([[_dot_scalar(X[r], W[u], N, L) for u in range(3)] for r in range(7)],
-                        dtype)
+        want = np.array(
+            [[_dot_scalar(X[r], W[u], N, L) for u in range(3)] for r in range(7)], dtype
+        )
         assert_bits_equal(got, want)
 
 
@@ -471,9 +598,31 @@ def _run_backend(mod, X, Y, W, b, order, bs, lrs, cfg, buffers, Xv, Yv, sw):
     if buffers:
         bW = np.zeros_like(W)
         bb = None if b is None else np.zeros_like(b)
-    res = mod.train(X, Y, W, b, order, bs, lrs, cfg["weight_decay"], cfg["decay_bias"], cfg["l2"],
-                    cfg["momentum"], cfg["dampening"], cfg["nesterov"], cfg["maximize"], bW, bb,
-                    False, losses, Xv, Yv, vl, math.nan, sw)
+    res = mod.train(
+        X,
+        Y,
+        W,
+        b,
+        order,
+        bs,
+        lrs,
+        cfg["weight_decay"],
+        cfg["decay_bias"],
+        cfg["l2"],
+        cfg["momentum"],
+        cfg["dampening"],
+        cfg["nesterov"],
+        cfg["maximize"],
+        bW,
+        bb,
+        False,
+        losses,
+        Xv,
+        Yv,
+        vl,
+        math.nan,
+        sw,
+    )
     out = [W, losses] + ([] if b is None else [b]) + ([] if vl is None else [vl])
     out += [a for a in (bW, bb) if a is not None]
     return tuple(int(v) for v in res[:2]), out
@@ -502,8 +651,11 @@ def test_train_matches_compiled_backend(dtype):
             sw = rng.integers(0, 3, M).astype(dtype)
             for k, cfg in enumerate(cfgs):
                 bs = int((3, 4, 7, 8, 64)[(k + N + U) % 5])
-                order = None if k % 2 == 0 else np.stack(
-                    [rng.permutation(M)[:M - 2] for _ in range(3)]).astype(np.int64)
+                order = (
+                    None
+                    if k % 2 == 0
+                    else np.stack([rng.permutation(M)[: M - 2] for _ in range(3)]).astype(np.int64)
+                )
                 lrs = np.array([0.02, 0.01, 0.005])
                 valid = (Xv, Yv) if k != 0 else (None, None)
                 weights = sw if k == 3 else None
@@ -525,8 +677,9 @@ def test_train_matches_compiled_backend(dtype):
                 assert_bits_equal(gW, gWc)
                 if b is not None:
                     assert_bits_equal(gb, gbc)
-                assert_bits_equal(np.float64(_numba.loss(X, Y, W, b, s)),
-                                  np.float64(core.loss(X, Y, W, b, s)))
+                assert_bits_equal(
+                    np.float64(_numba.loss(X, Y, W, b, s)), np.float64(core.loss(X, Y, W, b, s))
+                )
     assert n_cases == 6 * 3 * len(cfgs)
 
 
@@ -540,8 +693,30 @@ def test_read_only_inputs():
         Yi.flags.writeable = not ro
         W, b = W0.copy(), b0.copy()
         losses = np.empty(7)
-        _numba.train(Xi, Yi, W, b, None, 8, np.array([0.01]), 0.0, True, 0.0, 0.0, 0.0, False,
-                     False, None, None, False, losses, None, None, None, math.nan)
+        _numba.train(
+            Xi,
+            Yi,
+            W,
+            b,
+            None,
+            8,
+            np.array([0.01]),
+            0.0,
+            True,
+            0.0,
+            0.0,
+            0.0,
+            False,
+            False,
+            None,
+            None,
+            False,
+            losses,
+            None,
+            None,
+            None,
+            math.nan,
+        )
         res.append((W, b, losses, _numba.loss(Xi, Yi, W, b)))
     for a, c in zip(res[0], res[1]):
         assert_bits_equal(np.asarray(a), np.asarray(c))

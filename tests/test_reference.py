@@ -75,11 +75,11 @@ def _fma_cases(dt, rng):
         cases.append((a, b, dt(-1.0)))
         cases.append((a, b, dt(rng.standard_normal() * 2.0 ** -(p - 5))))
     # exact halfway cases: a*b = 1 + 2^-p exactly is a tie between 1 and 1 + 2^(1-p)
-    half = 2.0 ** -p
+    half = 2.0**-p
     cases.append((dt(1 + 2 * half), dt(0.5), dt(0.5 + half * 0)))  # 0.5 + 2^-p*... exact checks
-    cases.append((dt(1.0 + 2.0 ** (1 - p)), dt(1.0), dt(2.0 ** -p)))  # tie: rounds to even
-    cases.append((dt(1.0), dt(1.0), dt(2.0 ** -p)))  # 1 + half-ulp: tie, to even (1)
-    cases.append((dt(1.0), dt(1.0), dt(3 * 2.0 ** -p)))  # 1 + 1.5 ulp: tie, to even (1+2ulp)
+    cases.append((dt(1.0 + 2.0 ** (1 - p)), dt(1.0), dt(2.0**-p)))  # tie: rounds to even
+    cases.append((dt(1.0), dt(1.0), dt(2.0**-p)))  # 1 + half-ulp: tie, to even (1)
+    cases.append((dt(1.0), dt(1.0), dt(3 * 2.0**-p)))  # 1 + 1.5 ulp: tie, to even (1+2ulp)
     cases.append((dt(1.0), dt(1.0), dt(-(2.0 ** -(p + 1)))))  # just below 1: tie, to even
     return cases
 
@@ -93,8 +93,13 @@ def test_fma_matches_exact_rounding(dt):
     c = np.array([t[2] for t in cases], dt)
     got = fma(a, b, c)
     assert got.dtype == np.dtype(dt) and got.shape == a.shape
-    want = np.array([_round_exact(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)), dt)
-                     for x, y, z in zip(a, b, c)], dt)
+    want = np.array(
+        [
+            _round_exact(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)), dt)
+            for x, y, z in zip(a, b, c)
+        ],
+        dt,
+    )
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, [(a[i], b[i], c[i], got[i], want[i]) for i in bad[:5]]
     # the cases are not all trivial: the separately rounded a*b + c differs in many of them
@@ -153,7 +158,7 @@ def test_train_reference_exact_and_naive_agree():
         X, Y, W0, b0 = make_problem(40, 5, 2, dt, seed=3)
         kw = dict(batch_size=7, epochs=4, lr=0.02, momentum=0.5, weight_decay=0.01)
         We, be, le = train_reference(X, Y, W0, b0, exact=True, **kw)
-        Wn, bn, ln = train_reference(X, Y, W0, b0, exact=False, **kw)
+        Wn, bn, _ln = train_reference(X, Y, W0, b0, exact=False, **kw)
         assert le.shape == (4, 6) and np.isfinite(le).all()
         assert eps_distance(We, Wn) < 64 and eps_distance(be, bn) < 64
         assert le[-1].mean() < le[0].mean()
@@ -174,12 +179,14 @@ def test_sgd_update_first_momentum_step_copies():
     g = np.array([0.5, 0.25])
     p1, buf = sgd_update(p, g, None, lr=0.1, momentum=0.9, dampening=0.5)
     assert np.array_equal(buf, g) and np.array_equal(p1, p - 0.1 * g)
-    p2, buf2 = sgd_update(p1, g, buf, lr=0.1, momentum=0.9, dampening=0.5)
+    _p2, buf2 = sgd_update(p1, g, buf, lr=0.1, momentum=0.9, dampening=0.5)
     assert np.allclose(buf2, 0.9 * g + 0.5 * g)
     # the bias ignores l2, and weight decay only when decay_bias is False
     q, _ = sgd_update(p, np.zeros(2), None, lr=0.1, l2=1.0, is_bias=True)
     assert np.array_equal(q, p)
-    q, _ = sgd_update(p, np.zeros(2), None, lr=0.1, weight_decay=0.5, decay_bias=False, is_bias=True)
+    q, _ = sgd_update(
+        p, np.zeros(2), None, lr=0.1, weight_decay=0.5, decay_bias=False, is_bias=True
+    )
     assert np.array_equal(q, p)
     q, _ = sgd_update(p, np.zeros(2), None, lr=0.1, weight_decay=0.5, is_bias=True)
     assert np.array_equal(q, p * 0.95)
@@ -257,12 +264,18 @@ def test_sgd_update_matches_torch_optimizer_bitwise(dt):
         tW = torch.from_numpy(W.copy()).requires_grad_()
         tb = torch.from_numpy(b.copy()).requires_grad_()
         wd, l2 = cfg.get("weight_decay", 0.0), cfg.get("l2", 0.0)
-        groups = [{"params": [tW], "weight_decay": wd + 2 * l2},
-                  {"params": [tb], "weight_decay": wd if cfg.get("decay_bias", True) else 0.0}]
-        topt = torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.0),
-                               dampening=cfg.get("dampening", 0.0),
-                               nesterov=cfg.get("nesterov", False),
-                               maximize=cfg.get("maximize", False))
+        groups = [
+            {"params": [tW], "weight_decay": wd + 2 * l2},
+            {"params": [tb], "weight_decay": wd if cfg.get("decay_bias", True) else 0.0},
+        ]
+        topt = torch.optim.SGD(
+            groups,
+            lr=lr,
+            momentum=cfg.get("momentum", 0.0),
+            dampening=cfg.get("dampening", 0.0),
+            nesterov=cfg.get("nesterov", False),
+            maximize=cfg.get("maximize", False),
+        )
         bufW = bufb = None
         for _ in range(5):
             gW = rng.standard_normal(W.shape).astype(dt)
@@ -284,8 +297,13 @@ def test_dataloader_orders_match_torch(drop_last):
 
     for seed, M, bs in [(0, 7, 3), (42, 25, 4), (2**33 + 5, 30, 30), (123, 100, 7)]:
         ds = TensorDataset(torch.arange(M, dtype=torch.float64)[:, None])
-        dl = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=drop_last,
-                        generator=torch.Generator().manual_seed(seed))
+        dl = DataLoader(
+            ds,
+            batch_size=bs,
+            shuffle=True,
+            drop_last=drop_last,
+            generator=torch.Generator().manual_seed(seed),
+        )
         want = [[xb[:, 0].long().tolist() for (xb,) in dl] for _ in range(4)]
         assert dataloader_epoch_batches(seed, M, bs, 4, drop_last) == want
         flat = dataloader_orders(seed, M, bs, 4, drop_last)
@@ -299,8 +317,11 @@ def test_train_reference_exact_matches_torch_loop_bitwise(dt):
     """Semantics §7: the pure-numpy model reproduces the torch loop for N=4 (U=1)."""
     X, Y, W0, b0 = make_problem(31, 4, 1, dt, seed=5, y_1d=True)
     order = dataloader_orders(3, 31, 8, 3)
-    for kw in [dict(), dict(momentum=0.9, dampening=0.1, weight_decay=0.01),
-               dict(momentum=0.9, nesterov=True, l2=0.01, decay_bias=False)]:
+    for kw in [
+        dict(),
+        dict(momentum=0.9, dampening=0.1, weight_decay=0.01),
+        dict(momentum=0.9, nesterov=True, l2=0.01, decay_bias=False),
+    ]:
         for o in (None, order):
             for b in (b0, None):
                 t = torch_train(X, Y, W0, b, batch_size=8, epochs=3, lr=0.03, order=o, **kw)

@@ -7,7 +7,8 @@ covering design (every N with every hyper-parameter set, U / batch size / shuffl
 through them, every case for every dtype and backend) plus the full product of a core subset.
 
 Bounds, for W and b separately, ``eps`` of the dtype, ``D_p`` the distance of the plain numpy
-loop (same dtype) from the target in the same units, ``max|naive_p - target_p| / (eps max|target_p|)``:
+loop (same dtype) from the target in the same units,
+``max|naive_p - target_p| / (eps max|target_p|)``:
 
 * runs of > 100 steps: ``max|ours_p - target_p| <= eps max|target_p| * (2 + 2 D_p)``, i.e. the
   issue's ``2 eps max|torch| + 2 max|naive - torch|``;
@@ -103,16 +104,27 @@ def _covering_cases() -> list[Case]:
     cases = []
     for i, (N, hp) in enumerate(itertools.product(NS, HYPER)):
         U = US[i % 2]
-        cases.append(Case(U=U, N=N, batch=BATCH_KINDS[i % 3], hp=hp,
-                          shuffle=(i % 5) in (1, 3), y_1d=(U == 1 and i % 3 == 0)))
+        cases.append(
+            Case(
+                U=U,
+                N=N,
+                batch=BATCH_KINDS[i % 3],
+                hp=hp,
+                shuffle=(i % 5) in (1, 3),
+                y_1d=(U == 1 and i % 3 == 0),
+            )
+        )
     return cases
 
 
 def _core_cases() -> list[Case]:
     """The full product of a core subset (short runs, unshuffled)."""
-    return [Case(U=U, N=N, batch=bk, hp=hp)
-            for U, N, bk, hp in itertools.product(US, (4, 13), ("ragged", "full"),
-                                                  ("plain", "weight_decay", "momentum", "nesterov"))]
+    return [
+        Case(U=U, N=N, batch=bk, hp=hp)
+        for U, N, bk, hp in itertools.product(
+            US, (4, 13), ("ragged", "full"), ("plain", "weight_decay", "momentum", "nesterov")
+        )
+    ]
 
 
 def _all_cases() -> list[Case]:
@@ -141,10 +153,15 @@ def test_the_matrix_covers_every_axis_value():
     assert {c.steps <= 100 for c in CASES} == {True, False}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problem(case: Case, dtype_name: str):
     dt = DTYPES[dtype_name]
-    seed = 1000 * case.N + 100 * case.U + 10 * BATCH_KINDS.index(case.batch) + list(HYPER).index(case.hp)
+    seed = (
+        1000 * case.N
+        + 100 * case.U
+        + 10 * BATCH_KINDS.index(case.batch)
+        + list(HYPER).index(case.hp)
+    )
     X, Y, W0, b0 = make_problem(case.M, case.N, case.U, dt, seed=seed, y_1d=case.y_1d)
     b0 = (b0 + np.where(b0 < 0, -0.25, 0.25)).astype(dt)  # keep the bias away from zero
     if case.hp == "nobias":
@@ -153,19 +170,19 @@ def _problem(case: Case, dtype_name: str):
     return X, Y, W0, b0, order
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(case: Case, dtype_name: str, exact: bool):
     X, Y, W0, b0, order = _problem(case, dtype_name)
     return train_reference(X, Y, W0, b0, order=order, exact=exact, **case.kwargs())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch(case: Case, dtype_name: str):
     X, Y, W0, b0, order = _problem(case, dtype_name)
     return torch_train(X, Y, W0, b0, order=order, **case.kwargs())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ours(case: Case, dtype_name: str, backend: str):
     X, Y, W0, b0, order = _problem(case, dtype_name)
     W = W0.copy()
