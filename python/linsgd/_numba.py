@@ -129,9 +129,14 @@ def _dot(typingctx, x, xo, w, wo, n):
     are one LLVM vector: element-wise IEEE multiplies and adds, never fused or reassociated.
     Generated inline, so a call costs no reference counting.
     """
-    if not (_float_array(x) and _float_array(w) and x.dtype == w.dtype
-            and x.layout == "C" and w.layout == "C"
-            and all(isinstance(t, types.Integer) for t in (xo, wo, n))):
+    if not (
+        _float_array(x)
+        and _float_array(w)
+        and x.dtype == w.dtype
+        and x.layout == "C"
+        and w.layout == "C"
+        and all(isinstance(t, types.Integer) for t in (xo, wo, n))
+    ):
         return None
     sig = x.dtype(x, xo, w, wo, n)
 
@@ -141,8 +146,9 @@ def _dot(typingctx, x, xo, w, wo, n):
         intp = context.get_value_type(types.intp)
         xa = context.make_array(x)(context, builder, args[0])
         wa = context.make_array(w)(context, builder, args[2])
-        xo_, wo_, n_ = (context.cast(builder, args[k], signature.args[k], types.intp)
-                        for k in (1, 3, 4))
+        xo_, wo_, n_ = (
+            context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 3, 4)
+        )
         xp = builder.gep(xa.data, [xo_])
         wp = builder.gep(wa.data, [wo_])
         one = ir.Constant(intp, 1)
@@ -195,9 +201,17 @@ def _dot(typingctx, x, xo, w, wo, n):
 def _vacc(typingctx, acc, data, off, count):
     """``acc[l] = acc[l] + data[off + i*L + l]`` for i = 0 .. count-1 in order, l < L (128
     bytes' worth): L sequential sums advanced in lockstep, held in one LLVM vector."""
-    if not (_float_array(acc) and _float_array(data) and acc.dtype == data.dtype
-            and acc.layout == "C" and data.layout == "C" and acc.ndim == 1 and data.ndim == 1
-            and isinstance(off, types.Integer) and isinstance(count, types.Integer)):
+    if not (
+        _float_array(acc)
+        and _float_array(data)
+        and acc.dtype == data.dtype
+        and acc.layout == "C"
+        and data.layout == "C"
+        and acc.ndim == 1
+        and data.ndim == 1
+        and isinstance(off, types.Integer)
+        and isinstance(count, types.Integer)
+    ):
         return None
     sig = types.none(acc, data, off, count)
 
@@ -206,8 +220,9 @@ def _vacc(typingctx, acc, data, off, count):
         intp = context.get_value_type(types.intp)
         aa = context.make_array(acc)(context, builder, args[0])
         da = context.make_array(data)(context, builder, args[1])
-        off_, count_ = (context.cast(builder, args[k], signature.args[k], types.intp)
-                        for k in (2, 3))
+        off_, count_ = (
+            context.cast(builder, args[k], signature.args[k], types.intp) for k in (2, 3)
+        )
         dp = builder.gep(da.data, [off_])
         zero = ir.Constant(intp, 0)
         slot = cgutils.alloca_once(builder, vec)
@@ -507,8 +522,9 @@ def _loss_kernel(X, Y, W, b, has_b, SQ, CS, SW, has_sw):
 
 
 @numba.njit(**_KERNEL)
-def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, CS,
-                SW, has_sw):
+def _batch_grad(
+    X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, CS, SW, has_sw
+):
     """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used):
     sgd.cpp's ``batch_gradient``. Writes gW, gb (when has_b) and returns the batch loss in T."""
     U, N = W.shape
@@ -597,7 +613,8 @@ def _batch_grad(X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G,
             G[k + 3 * U] = g3
             for j in range(N):
                 gW[u, j] = (((gW[u, j] + g0 * X[r0, j]) + g1 * X[r1, j]) + g2 * X[r2, j]) + (
-                    g3 * X[r3, j])
+                    g3 * X[r3, j]
+                )
         i += 4
     while i < B:
         r = order[epoch, start + i] if use_order else start + i
@@ -664,10 +681,35 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
 
 
 @numba.njit(**_JIT)
-def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
-                  wd_w, wd_b, momentum, dampening, nesterov, maximize,
-                  buf_W, buf_b, initialized, losses, Xv, Yv, vlosses, has_valid,
-                  target_loss, SW, has_sw):
+def _train_kernel(
+    X,
+    Y,
+    W,
+    b,
+    has_b,
+    order,
+    use_order,
+    R,
+    batch_size,
+    lr,
+    wd_w,
+    wd_b,
+    momentum,
+    dampening,
+    nesterov,
+    maximize,
+    buf_W,
+    buf_b,
+    initialized,
+    losses,
+    Xv,
+    Yv,
+    vlosses,
+    has_valid,
+    target_loss,
+    SW,
+    has_sw,
+):
     """sgd.cpp's ``train``: ``lr.shape[0]`` epochs of steps, in place; (steps, status)."""
     U, N = W.shape
     E = lr.shape[0]
@@ -680,12 +722,12 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
     o = 2 * nbu + nvu
     scratch = np.empty(o + U * N + ngb + 4 * _block(W), dtype=W.dtype)
     G = scratch[:nbu]
-    SQ = scratch[nbu:2 * nbu]
-    SQv = scratch[2 * nbu:o]
-    gWf = scratch[o:o + U * N]
+    SQ = scratch[nbu : 2 * nbu]
+    SQv = scratch[2 * nbu : o]
+    gWf = scratch[o : o + U * N]
     gW = gWf.reshape(U, N)
-    gb = scratch[o + U * N:o + U * N + ngb]
-    CS = scratch[o + U * N + ngb:]
+    gb = scratch[o + U * N : o + U * N + ngb]
+    CS = scratch[o + U * N + ngb :]
     Wf = W.reshape(U * N)
     bufWf = buf_W.reshape(buf_W.size)
     wdw_on = wd_w != 0.0
@@ -701,17 +743,42 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr,
         for s in range(S):
             start = s * batch_size
             B = min(batch_size, R - start)
-            bl = _batch_grad(X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, CS,
-                             SW, has_sw)
+            bl = _batch_grad(
+                X, Y, W, b, has_b, order, use_order, e, start, B, gW, gb, G, SQ, CS, SW, has_sw
+            )
             blf = np.float64(bl)
             losses[e * S + s] = blf
             if not math.isfinite(blf):
                 return steps, 2
-            ok = _sgd_update(Wf, gWf, bufWf, wdw_on, wdw_t, mom_on, mu_t, damp1_t,
-                             initialized, nesterov, maximize, neg_lr)
+            ok = _sgd_update(
+                Wf,
+                gWf,
+                bufWf,
+                wdw_on,
+                wdw_t,
+                mom_on,
+                mu_t,
+                damp1_t,
+                initialized,
+                nesterov,
+                maximize,
+                neg_lr,
+            )
             if has_b:
-                ok_b = _sgd_update(b, gb, buf_b, wdb_on, wdb_t, mom_on, mu_t, damp1_t,
-                                   initialized, nesterov, maximize, neg_lr)
+                ok_b = _sgd_update(
+                    b,
+                    gb,
+                    buf_b,
+                    wdb_on,
+                    wdb_t,
+                    mom_on,
+                    mu_t,
+                    damp1_t,
+                    initialized,
+                    nesterov,
+                    maximize,
+                    neg_lr,
+                )
                 ok = ok and ok_b
             if mom_on:
                 initialized = True
@@ -732,21 +799,73 @@ def _train_plain(X, Y, W, b, has_b, batch_size, lr, wd_w, wd_b, maximize, losses
     no = np.bool_(False)
     e1 = np.empty(0, dtype=W.dtype)
     e2 = np.empty((0, 0), dtype=W.dtype)
-    return _train_kernel(X, Y, W, b, has_b, np.empty((1, 0), dtype=np.int64), no, X.shape[0],
-                         batch_size, lr, wd_w, wd_b, 0.0, 0.0, no, maximize, e2, e1, no,
-                         losses, e2, e2, losses[:0], no, target_loss, e1, no)
+    return _train_kernel(
+        X,
+        Y,
+        W,
+        b,
+        has_b,
+        np.empty((1, 0), dtype=np.int64),
+        no,
+        X.shape[0],
+        batch_size,
+        lr,
+        wd_w,
+        wd_b,
+        0.0,
+        0.0,
+        no,
+        maximize,
+        e2,
+        e1,
+        no,
+        losses,
+        e2,
+        e2,
+        losses[:0],
+        no,
+        target_loss,
+        e1,
+        no,
+    )
 
 
 @numba.njit(**_JIT)
-def _train_constant(X, Y, W, b, has_b, batch_size, lr, epochs, weight_decay, decay_bias, l2,
-                    maximize, losses, target_loss):
+def _train_constant(
+    X,
+    Y,
+    W,
+    b,
+    has_b,
+    batch_size,
+    lr,
+    epochs,
+    weight_decay,
+    decay_bias,
+    l2,
+    maximize,
+    losses,
+    target_loss,
+):
     """``_train_plain`` with one learning rate for all ``epochs`` and ``Y`` of shape (M, U) or
     (M,) (one output): linsgd.kernels' common call, with few arguments for the dispatcher. The
     decays are formed as :func:`train` forms them (float64, unfused)."""
     wd_w = weight_decay + 2.0 * l2
     wd_b = weight_decay if decay_bias else 0.0
-    return _train_plain(X, Y.reshape((X.shape[0], W.shape[0])), W, b, has_b, batch_size,
-                        np.full(epochs, lr), wd_w, wd_b, maximize, losses, target_loss)
+    return _train_plain(
+        X,
+        Y.reshape((X.shape[0], W.shape[0])),
+        W,
+        b,
+        has_b,
+        batch_size,
+        np.full(epochs, lr),
+        wd_w,
+        wd_b,
+        maximize,
+        losses,
+        target_loss,
+    )
 
 
 @numba.njit(**_JIT)
@@ -765,8 +884,9 @@ def _gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw):
     CS = np.empty(4 * _block(W), dtype=W.dtype)
     order = np.empty((1, 0), dtype=np.int64)
     nil = np.intp(0)
-    return _batch_grad(X, Y, W, b, has_b, order, np.bool_(False), nil, nil, M, gW, gb, G, SQ, CS,
-                       SW, has_sw)
+    return _batch_grad(
+        X, Y, W, b, has_b, order, np.bool_(False), nil, nil, M, gW, gb, G, SQ, CS, SW, has_sw
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -775,10 +895,7 @@ def _gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw):
 
 # Zero-size stand-ins for the absent optional arrays, one set per dtype. Nothing is ever
 # written to a zero-size array, so one set serves every call and every thread.
-_EMPTY = {
-    np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt))
-    for dt in (np.float64, np.float32)
-}
+_EMPTY = {np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt)) for dt in (np.float64, np.float32)}
 _NO_ORDER = np.empty((1, 0), dtype=np.int64)
 _NO_LOSSES = np.empty(0, dtype=np.float64)
 
@@ -810,10 +927,17 @@ def loss(
         cascade sum of the squared errors; divided by ``M*U``).
     """
     e1 = _EMPTY[W.dtype][0]
-    return float(_loss_entry(
-        X, Y, W, e1 if b is None else b, b is not None,
-        e1 if sample_weight is None else sample_weight, sample_weight is not None,
-    ))
+    return float(
+        _loss_entry(
+            X,
+            Y,
+            W,
+            e1 if b is None else b,
+            b is not None,
+            e1 if sample_weight is None else sample_weight,
+            sample_weight is not None,
+        )
+    )
 
 
 def gradient(
@@ -849,10 +973,19 @@ def gradient(
     """
     e1 = _EMPTY[W.dtype][0]
     has_b = b is not None
-    return float(_gradient_entry(
-        X, Y, W, b if has_b else e1, has_b, gW, gb if (has_b and gb is not None) else e1,
-        e1 if sample_weight is None else sample_weight, sample_weight is not None,
-    ))
+    return float(
+        _gradient_entry(
+            X,
+            Y,
+            W,
+            b if has_b else e1,
+            has_b,
+            gW,
+            gb if (has_b and gb is not None) else e1,
+            e1 if sample_weight is None else sample_weight,
+            sample_weight is not None,
+        )
+    )
 
 
 def train(
@@ -939,8 +1072,18 @@ def train(
     momentum = float(momentum)
     if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
         return _train_plain(
-            X, Y, W, _EMPTY[W.dtype][0] if b is None else b, b is not None, int(batch_size), lr,
-            wd_w, wd_b, bool(maximize), losses, float(target_loss),
+            X,
+            Y,
+            W,
+            _EMPTY[W.dtype][0] if b is None else b,
+            b is not None,
+            int(batch_size),
+            lr,
+            wd_w,
+            wd_b,
+            bool(maximize),
+            losses,
+            float(target_loss),
         )
     e1, e2 = _EMPTY[W.dtype]
     has_b = b is not None
@@ -951,16 +1094,33 @@ def train(
             buf_b = np.empty_like(b)
     has_valid = X_valid is not None
     return _train_kernel(
-        X, Y, W, b if has_b else e1, has_b,
-        _NO_ORDER if order is None else order, order is not None,
-        X.shape[0] if order is None else order.shape[1], int(batch_size), lr,
-        wd_w, wd_b, momentum, float(dampening), bool(nesterov), bool(maximize),
-        e2 if buf_W is None else buf_W, buf_b if (has_b and buf_b is not None) else e1,
-        bool(momentum_initialized), losses,
-        X_valid if has_valid else e2, Y_valid if has_valid else e2,
-        valid_losses if has_valid else _NO_LOSSES, has_valid,
+        X,
+        Y,
+        W,
+        b if has_b else e1,
+        has_b,
+        _NO_ORDER if order is None else order,
+        order is not None,
+        X.shape[0] if order is None else order.shape[1],
+        int(batch_size),
+        lr,
+        wd_w,
+        wd_b,
+        momentum,
+        float(dampening),
+        bool(nesterov),
+        bool(maximize),
+        e2 if buf_W is None else buf_W,
+        buf_b if (has_b and buf_b is not None) else e1,
+        bool(momentum_initialized),
+        losses,
+        X_valid if has_valid else e2,
+        Y_valid if has_valid else e2,
+        valid_losses if has_valid else _NO_LOSSES,
+        has_valid,
         float(target_loss),
-        e1 if sample_weight is None else sample_weight, sample_weight is not None,
+        e1 if sample_weight is None else sample_weight,
+        sample_weight is not None,
     )
 
 
