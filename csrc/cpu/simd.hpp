@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "linsgd/math.hpp"
 
@@ -287,22 +288,12 @@ LINSGD_ALWAYS_INLINE void accumulate_tail(T* gw, int64_t n, const T* x, const in
         for (int c = 0; c < TW; ++c) gw[u * n + j0 + c] = acc[u][c];
 }
 
-// Runtime width -> compile-time width, from W down to 1.
-template <typename T, int UG, int W>
-LINSGD_ALWAYS_INLINE void accumulate_block_of(int width, T* gw, int64_t n, const T* x, const int64_t* rows, const T* g,
-                                              int64_t g_stride, int64_t count, int64_t j0) {
+// Calls f(std::integral_constant<int, width>) for a runtime width in [1, W].
+template <int W, typename F>
+LINSGD_ALWAYS_INLINE void with_width(int width, F&& f) {
     if constexpr (W >= 1) {
-        if (width == W) return accumulate_block<T, UG, W>(gw, n, x, rows, g, g_stride, count, j0);
-        accumulate_block_of<T, UG, W - 1>(width, gw, n, x, rows, g, g_stride, count, j0);
-    }
-}
-
-template <typename T, int UG, int W>
-LINSGD_ALWAYS_INLINE void accumulate_tail_of(int width, T* gw, int64_t n, const T* x, const int64_t* rows, const T* g,
-                                             int64_t g_stride, int64_t count, int64_t j0) {
-    if constexpr (W >= 1) {
-        if (width == W) return accumulate_tail<T, UG, W>(gw, n, x, rows, g, g_stride, count, j0);
-        accumulate_tail_of<T, UG, W - 1>(width, gw, n, x, rows, g, g_stride, count, j0);
+        if (width == W) return f(std::integral_constant<int, W>{});
+        with_width<W - 1>(width, f);
     }
 }
 
@@ -318,10 +309,15 @@ void accumulate_outputs(T* gw, int64_t n, const T* x, const int64_t* rows, const
     for (; j + CB * V <= j_end; j += CB * V) accumulate_block<T, UG, CB>(gw, n, x, rows, g, g_stride, count, j);
     const int vectors = static_cast<int>((j_end - j) / V);
     if (vectors > 0) {
-        accumulate_block_of<T, UG, CB - 1>(vectors, gw, n, x, rows, g, g_stride, count, j);
+        with_width<CB - 1>(vectors, [&](auto w) {
+            accumulate_block<T, UG, decltype(w)::value>(gw, n, x, rows, g, g_stride, count, j);
+        });
         j += static_cast<int64_t>(vectors) * V;
     }
-    if (j < j_end) accumulate_tail_of<T, UG, V - 1>(static_cast<int>(j_end - j), gw, n, x, rows, g, g_stride, count, j);
+    if (j < j_end)
+        with_width<V - 1>(static_cast<int>(j_end - j), [&](auto w) {
+            accumulate_tail<T, UG, decltype(w)::value>(gw, n, x, rows, g, g_stride, count, j);
+        });
 }
 
 // X^T e for `count` rows into columns [j_begin, j_end) of every output's weight gradient
