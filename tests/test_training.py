@@ -133,7 +133,7 @@ def test_shuffled_fit_with_drop_last_agrees_with_dataloader(dtype, M, bs, drop_l
 
 def test_shuffled_fit_in_chunks_of_epochs_gives_the_same_bits(monkeypatch):
     """Large shuffled fits build their row orders a few epochs at a time (bounded memory)."""
-    import linsgd.estimator as est
+    import linsgd._trainer as est
 
     X, y, _, _ = _problem(M=50)
     kw = dict(lr=0.02, batch_size=8, epochs=7, momentum=0.9, shuffle=True, random_state=5)

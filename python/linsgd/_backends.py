@@ -1,20 +1,21 @@
-"""Which compute backends this install has, and how one is chosen.
+"""Which compute backends this install has, and how one is chosen: the one place that decides.
 
-Every backend is a module exposing the same three low-level entry points. The numba backend
-trusts its caller (``linsgd.kernels``, which validates everything for it, clamps ``batch_size``
-to the rows of an epoch and cuts long runs into chunks so that Ctrl-C is seen); the compiled
-``_core`` checks every dtype, shape, stride, alignment, writability, index and memory overlap
-itself, so that a direct call can never read or write out of bounds: anything else raises a
-``TypeError``/``ValueError`` naming the argument, before anything is written. ``_core`` also
-has ``all_finite(a) -> bool`` (one pass over any float32/float64 array, no allocation, the GIL
-released for large arrays), which ``linsgd.kernels`` uses for ``check_finite``.
+A backend is a module with the same three entry points, with the same signatures, whatever
+it runs on: ``linsgd._core`` (compiled C++, the default), ``linsgd._numba`` (numba, the
+fallback) and ``linsgd._cuda`` (CUDA, where it is built and a device is visible). The
+environment variable ``LINSGD_BACKEND`` forces one; asking for one that is missing raises a
+``ValueError`` that says what is missing and how to get it.
 
-Low-level interface (``T`` is float32 or float64; every array C-contiguous and of dtype ``T``
-unless stated otherwise; ``b``-like arguments may be ``None`` for a model without a bias)::
+``linsgd.kernels`` checks and converts every argument before it calls a backend (see
+:mod:`linsgd._call`); the compiled bindings check every dtype, shape, stride, alignment,
+writability, index and memory overlap once more themselves, so that a direct call can never
+read or write out of bounds. ``T`` is float32 or float64; every array is C-contiguous and of
+dtype ``T`` unless stated otherwise; ``b``-like arguments are ``None`` for a model without a
+bias::
 
     loss(X, Y, W, b, sample_weight=None) -> float
         X (M, N), Y (M, U), W (U, N), b (U,) or None.  MSE over all M*U entries, in T:
-        P = sequential dot over features, then + b;  e = P - Y;  cascade sum of e*e;  / (M*U).
+        P = dot over features, then + b;  e = P - Y;  cascade sum of e*e;  / (M*U).
 
     gradient(X, Y, W, b, gW, gb, sample_weight=None) -> float
         Writes gW (U, N) and gb (U,) (gb is None when b is None); returns the batch loss.
@@ -22,40 +23,27 @@ unless stated otherwise; ``b``-like arguments may be ``None`` for a model withou
     train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2,
           momentum, dampening, nesterov, maximize,
           buf_W, buf_b, momentum_initialized,
-          losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None)
-          -> (steps_done, status)
-        (``_core.train`` takes one more argument, ``threads=1``: host threads for large steps,
-        1..1024, the same bits for every count.)
-        E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch.
-        order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch e, in order; rows
-        may repeat and R may be smaller or larger than M) or None (every epoch uses rows
-        0..M-1, R = M). batch_size >= 1; one larger than R means one batch per epoch.
-        Steps per epoch S = ceil(R / batch_size); the last batch of an epoch may be ragged.
-        W, b, buf_W (U, N), buf_b (U,) are updated in place; buf_* are read only when
+          losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None,
+          threads=1) -> (steps_done, status)
+        E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch
+        (finite, >= 0). order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch
+        e, in order; rows may repeat and R may differ from M) or None (rows 0..M-1, R = M).
+        batch_size >= 1; one larger than R means one batch per epoch. Steps per epoch
+        S = ceil(R / batch_size); the last batch of an epoch may be ragged. W, b, buf_W
+        (U, N), buf_b (U,) are updated in place; buf_* are read only when
         momentum_initialized is true (else the first step copies the direction into them, as
-        torch does).  losses is float64 (E*S,): the batch
-        loss of every step (before its update).  X_valid/Y_valid/valid_losses (float64 (E,))
-        are None or all given: the full-set MSE after each epoch.  target_loss: stop after
-        the first step whose batch loss is < target_loss (NaN disables).
-        sample_weight: None or T (M,) non-negative row weights; each batch's loss is then the
-        weighted mean sum(w e^2) / (U sum(w)) (unit weights reproduce the unweighted bits).
-        status: 0 completed, 1 target_loss reached, 2 diverged (a non-finite loss: that
-        step is not applied; or a non-finite parameter after a step), 3 interrupted (_core
-        raises the pending KeyboardInterrupt instead of returning it).
-        No output may share memory with another argument. The GIL is released while the
-        kernel runs: calls on different arrays may run in parallel threads; two calls updating
-        the same W/b/buffers at once race (serialising them is the caller's job).
-        steps_done counts the steps whose update was applied.
-
-Besides these, ``_core.run(X, Y, W, b, batch_size, lr, epochs, weight_decay, decay_bias, l2,
-momentum, dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
-target_loss, threads, flags) -> (steps_done, status, losses, valid_losses)`` is ``train`` for
-the common call of ``linsgd.kernels`` (no order or sample weights, Y (M,) or (M, U), lr a float
-or one per epoch, the loss arrays made for the caller), with stricter checks so that whatever it
-accepts, ``linsgd.kernels`` accepts with the same meaning; flags 1 and 2 refuse NaN or infinity
-in the data or the parameters, 4 checks without running (``linsgd.kernels`` checks numba calls
-this way). ``_numba.train_constant_lr`` is the numba backend's entry for the same calls, in one
-dispatch of few arguments.
+        torch does); they are None when momentum == 0. losses is float64 (E*S,): the batch
+        loss of every step (before its update). X_valid/Y_valid/valid_losses (float64 (E,))
+        are None or all given: the full-set MSE after each epoch. target_loss: stop after the
+        first step whose batch loss is < target_loss (NaN disables). sample_weight: None or
+        T (M,) non-negative row weights; each batch's loss is then the weighted mean
+        sum(w e^2) / (U sum(w)) (unit weights reproduce the unweighted bits). threads: host
+        threads for large steps, 1..1024, the same bits for every count (ignored by the
+        numba and CUDA backends). status: 0 completed, 1 target_loss reached, 2 diverged (a
+        non-finite loss: that step is not applied; or a non-finite parameter after a step);
+        on Ctrl-C the call raises KeyboardInterrupt. steps_done counts the steps whose update
+        was applied. The GIL is released while the kernel runs (but for calls of a few
+        microseconds): calls on different arrays may run in parallel threads.
 """
 
 from __future__ import annotations
@@ -64,7 +52,14 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["BACKEND_ENV", "available_backends", "default_backend", "get_backend", "resolve_backend"]
+__all__ = [
+    "BACKEND_ENV",
+    "available_backends",
+    "backend_name",
+    "default_backend",
+    "get_backend",
+    "resolve_backend",
+]
 
 BACKEND_ENV = "LINSGD_BACKEND"
 _KNOWN = ("cpp", "cuda", "numba")
@@ -217,3 +212,26 @@ def resolve_backend(name: str | None = None) -> tuple[str, ModuleType]:
         if mod is not None:
             return name, mod
     return name, get_backend(name)
+
+
+def backend_name(backend: str | None = None) -> str:
+    """Name the backend that a call with ``backend=backend`` runs on, checking that it is usable.
+
+    Parameters
+    ----------
+    backend : {"cpp", "cuda", "numba"} or None, default=None
+        The backend asked for; None: the default one (``LINSGD_BACKEND`` first, then
+        ``"cpp"``, then ``"numba"``).
+
+    Returns
+    -------
+    str
+        The backend's name.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not a known backend, or is not usable on this install (the message
+        says what is missing).
+    """
+    return resolve_backend(backend)[0]

@@ -5,27 +5,10 @@ once per call and, when written, back) or any object exposing ``__cuda_array_int
 (torch CUDA tensors, CuPy arrays, Numba device arrays), used in place. This module decides
 which of those a caller's object is and converts the rest.
 
-Wiring into :mod:`linsgd.kernels` (``train``; ``gradient`` and ``loss`` alike). numpy inputs
-with ``backend="cuda"`` need nothing new: ``get_backend("cuda")`` raises the ValueError that
-says what is missing, and its ``train``/``gradient``/``loss`` accept numpy arrays. Device
-inputs take a branch before ``_data``/``_params`` (whose ``_to_numpy`` would refuse them)::
-
-    from . import _cuda_dispatch as cd
-
-    if cd.any_device_array(X, Y, W, b, *(eval_set or ())):
-        if backend not in (None, "cuda"):
-            raise ValueError(f"X, Y, W, b hold CUDA arrays; use backend='cuda', not {backend!r}")
-        mod = get_backend("cuda")
-        X, Y, W, b = (cd.as_cuda_arg(a, n) for a, n in ((X, "X"), (Y, "Y"), (W, "W"), (b, "b")))
-        Y = cd.as_2d_targets(Y)  # (M,) -> (M, 1), a view
-        # _cuda checks dtype, shape, contiguity and writability itself, naming the argument;
-        # check_finite: cd.all_finite(a) runs on the device. Build order, lr, losses and
-        # valid_losses with numpy as now; momentum buffers with cd.zeros_like(W) and
-        # cd.zeros_like(b), so that state keeps them on the device (let _momentum_buffers
-        # accept them: cd.is_device_array).
-        steps, status = mod.train(X, Y, W, b, order, bs, rates, ...)  # the argument order as now
-
-``epoch`` and ``step`` take the row count from ``_to_numpy(X)``: use ``X.shape[0]`` there.
+:mod:`linsgd._call` asks :func:`any_device_array` first; GPU arrays then go through
+:func:`as_cuda_arg` and :func:`as_2d_targets` to the CUDA backend, which checks their dtype,
+shape, contiguity and writability itself; :func:`all_finite` runs the finiteness checks where
+the arrays live and :func:`zeros_like` makes the momentum buffers there.
 """
 
 from __future__ import annotations
@@ -33,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from ._checks import is_torch_tensor
 
 __all__ = [
     "all_finite",
@@ -48,7 +33,7 @@ _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
 def _is_torch_tensor(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") and hasattr(obj, "is_cuda")
+    return is_torch_tensor(obj) and hasattr(obj, "is_cuda")
 
 
 def _dlpack_on_cuda(obj: Any) -> bool:

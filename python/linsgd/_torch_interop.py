@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import is_torch_tensor
 from ._shuffle import torch_mt19937
 
 __all__ = [
+    "TorchInteropMixin",
     "import_torch",
     "is_torch_tensor",
     "linear_to_arrays",
@@ -47,12 +49,6 @@ def import_torch(what: str) -> Any:
         ) from exc
     return torch
 
-
-def is_torch_tensor(obj: object) -> bool:
-    """Tell whether ``obj`` is a torch tensor, without importing torch."""
-    return (
-        type(obj).__module__.startswith("torch") and hasattr(obj, "detach") and hasattr(obj, "cpu")
-    )
 
 
 def _to_numpy(t: Any) -> np.ndarray:
@@ -370,3 +366,90 @@ def torch_linear_init(
     bound_b = 1 / math.sqrt(n_features) if n_features > 0 else 0.0
     b = _uniform_(bitgen, n_outputs, -bound_b, bound_b, dt)
     return np.ascontiguousarray(W), np.ascontiguousarray(b)
+
+
+class TorchInteropMixin:
+    """``from_torch``/``to_torch`` for :class:`~linsgd.LinearRegressor`: a torch layer (and its
+    SGD optimizer) in, a fitted estimator out, and back."""
+
+    @classmethod
+    def from_torch(cls, linear: Any, optimizer: Any = None, **params: Any) -> Any:
+        """Build a fitted-state estimator holding a torch layer's parameters.
+
+        Parameters
+        ----------
+        linear : torch.nn.Linear
+            The layer; its weight and bias are copied (dtype kept: float32 or float64).
+        optimizer : torch.optim.SGD, optional
+            Its ``lr``, ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` and
+            ``maximize`` become the estimator's (a bias group with ``weight_decay=0`` becomes
+            ``decay_bias=False``), and its momentum buffers (when it has taken steps) become
+            the optimizer state that :meth:`partial_fit` continues from.
+        **params
+            Further estimator parameters; they override the values read from the optimizer.
+            ``dtype`` defaults to the layer's dtype, ``fit_intercept`` to whether it has a bias.
+
+        Returns
+        -------
+        LinearRegressor
+            An estimator that predicts like the layer; ``coef_`` is 1-D when the layer has
+            one output. Continuing with :meth:`partial_fit` continues the torch run.
+        """
+        W, b = linear_to_arrays(linear)
+        kw: dict[str, Any] = {"dtype": str(W.dtype), "fit_intercept": b is not None}
+        state: dict = {}
+        if optimizer is not None:
+            hp, state = sgd_settings(linear, optimizer)
+            kw.update(hp)
+        kw.update(params)
+        est = cls(**kw)
+        est._set_params_attrs(W, b, single=W.shape[0] == 1)
+        est.n_features_in_ = W.shape[1]
+        est.n_iter_ = 0
+        est.t_ = 0
+        est.history_ = {"train_loss": []}
+        est.lr_history_ = []
+        est.best_epoch_ = None
+        est._optimizer_state = state
+        est._order_state = None
+        return est
+
+    def to_torch(self, optimizer: bool = False) -> Any:
+        """Return a ``torch.nn.Linear`` holding the fitted parameters (dtype kept).
+
+        Parameters
+        ----------
+        optimizer : bool, default=False
+            Also return a ``torch.optim.SGD`` over the layer with this estimator's settings
+            and its momentum buffers, so that training can continue in torch exactly where
+            linsgd stopped (``lr`` is the learning rate of the next epoch, ``n_iter_``).
+
+        Returns
+        -------
+        torch.nn.Linear or tuple (torch.nn.Linear, torch.optim.SGD)
+            ``nn.Linear(n_features, n_outputs, bias=fit_intercept)`` on the CPU whose weight is
+            ``coef_`` (as a ``(n_outputs, n_features)`` matrix) and whose bias is
+            ``intercept_``; with ``optimizer=True`` also the optimizer. Building them does
+            not touch torch's global random state.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._params import learning_rates, validated_params
+
+        check_is_fitted(self, "coef_")
+        if not isinstance(optimizer, (bool, np.bool_)):
+            raise TypeError(f"optimizer must be a bool, got {type(optimizer).__name__}")
+        W, b = self._params_from_attrs()
+        layer = make_linear(W, b)
+        if not optimizer:
+            return layer
+        p = validated_params(self)
+        p["auto_lr"] = getattr(self, "_auto_lr", None)
+        if p["lr"] == "auto" and p["auto_lr"] is None:
+            raise ValueError(
+                "lr='auto' is computed from the training data: fit the model first, or set a "
+                "numeric lr, before to_torch(optimizer=True)"
+            )
+        p["lr"] = learning_rates(p, int(getattr(self, "n_iter_", 0)), 1)[0]
+        opt = make_sgd(layer, p, getattr(self, "_optimizer_state", {}) or {})
+        return layer, opt

@@ -1,0 +1,272 @@
+"""The epoch driver: runs epochs through the public kernel API, in chunks, and keeps the history.
+
+:class:`~linsgd.LinearRegressor` hands a run to :func:`run_epochs` with its arrays already
+checked (C-contiguous, of the model dtype). The epochs run as few :func:`linsgd.kernels.train`
+calls as the run allows: one for a plain run; one per epoch when something has to happen
+between epochs (early stopping, printing); pieces of an epoch for a progress bar; chunks
+bounded in memory (row orders, per-step losses) for long runs, growing from one epoch when a
+``target_loss`` may stop the run early, so that time and memory follow the steps run, not the
+``epochs`` bound. Every cut gives the same bits: each call continues the optimizer state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from ._shuffle import TorchDataLoaderOrder
+from .exceptions import DivergenceError
+
+__all__ = ["Run", "RunSettings", "run_epochs"]
+
+_PROGRESS_PIECES = 20  # progress-bar updates per epoch (verbose=2)
+_MAX_ORDER_ENTRIES = 1 << 24  # row indices built per kernel call when shuffling
+_MAX_LOSS_ENTRIES = 1 << 22  # per-step losses per kernel call (32 MiB)
+
+
+@dataclass
+class RunSettings:
+    """What a run does, fixed for its length: the kernel's hyper-parameters and the driver's."""
+
+    batch_size: int
+    rows_per_epoch: int
+    hyper: dict  # weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
+    backend: str | None
+    n_threads: int
+    tol: float | None = None
+    n_iter_no_change: int = 5
+    target_loss: float | None = None
+    verbose: int = 0
+    drop_last: bool = False
+
+
+@dataclass
+class Run:
+    """What a run did."""
+
+    train_loss: list = field(default_factory=list)
+    valid_loss: list | None = None
+    lrs: list = field(default_factory=list)
+    steps: int = 0
+    epochs: int = 0
+    best_epoch: int | None = None
+
+
+def _epoch_mean(row: list) -> float:
+    """Mean of an epoch's step losses (NaN where a step did not run), as the seed notebooks
+    compute it (``sum(l) / len(l)``)."""
+    total = sum(row)
+    if total == total:  # no NaN: the losses are >= 0, so only a NaN makes their sum NaN
+        return total / len(row)
+    vals = [v for v in row if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def copy_state(state: dict) -> dict:
+    """A deep copy of an optimizer state (its momentum buffers copied)."""
+    return {
+        k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v)) for k, v in state.items()
+    }
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar over ``total`` steps, or None (with a note on stderr) without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(
+            "linsgd: verbose=2 needs tqdm (pip install tqdm), which is not installed; "
+            "printing one line per epoch instead (verbose=1)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    return tqdm(total=total, unit="step", desc="linsgd", file=sys.stderr, dynamic_ncols=True)
+
+
+def _train_pieces(s: RunSettings, X, Y, W, b, state, orders, lrs, ev, sw, bar, epoch0):
+    """``len(lrs)`` epochs as pieces of whole batches, the bar advancing after each piece."""
+    bs, M = s.batch_size, X.shape[0]
+    E = len(lrs)
+    R = M if orders is None else orders.shape[1]
+    S = -(-R // bs)
+    losses = np.full((E, S), np.nan)
+    valid = None if ev is None else np.full(E, np.nan)
+    cuts = sorted({round(k * S / _PROGRESS_PIECES) for k in range(_PROGRESS_PIECES + 1)})
+    steps = 0
+    for e in range(E):
+        rows = np.arange(R, dtype=np.int64) if orders is None else orders[e]
+        for s0, s1 in zip(cuts[:-1], cuts[1:]):
+            last = s1 == S
+            piece = np.ascontiguousarray(rows[s0 * bs : min(s1 * bs, R)])[None, :]
+            res = kernels.train(
+                X, Y, W, b, batch_size=bs, epochs=1, lr=[lrs[e]], orders=piece,
+                eval_set=ev if last else None, state=state, target_loss=s.target_loss,
+                sample_weight=sw, check_finite=False, backend=s.backend, n_threads=s.n_threads,
+                **s.hyper,
+            )  # fmt: skip
+            losses[e, s0:s1] = res.losses[0, : s1 - s0]
+            steps += res.steps
+            done = losses[e, :s1][~np.isnan(losses[e, :s1])]
+            bar.update(res.steps)
+            post = {
+                "epoch": epoch0 + e,
+                "loss": f"{float(done.mean()) if done.size else math.nan:.6g}",
+            }
+            if last and valid is not None and res.valid_losses is not None:
+                valid[e] = res.valid_losses[0]
+                post["val_loss"] = f"{valid[e]:.6g}"
+            bar.set_postfix(post, refresh=False)
+            if res.status != "completed":
+                return losses, valid, steps, res.status
+    return losses, valid, steps, "completed"
+
+
+def _diverged(W, b, steps: int, steps_done: int, S: int, epoch0: int, lrs: list) -> Exception:
+    # a non-finite loss stops before its step is applied (W, b stay finite); a non-finite
+    # parameter is found right after the step that produced it
+    k = steps
+    if not (np.isfinite(W).all() and (b is None or np.isfinite(b).all())):
+        k = max(k - 1, 0)
+    e, s = divmod(k, S)
+    return DivergenceError(
+        f"training diverged at epoch {epoch0 + e}, step {s} (0-based; step {steps_done + k} of "
+        f"this call): the loss or the parameters became NaN or infinite. Lower lr (epoch "
+        f"{epoch0 + e} used {lrs[e]}). The model was left unchanged.",
+        epoch=epoch0 + e,
+        step=s,
+    )
+
+
+def run_epochs(
+    s: RunSettings,
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    state: dict,
+    order_gen: TorchDataLoaderOrder | None,
+    ev: tuple[np.ndarray, np.ndarray] | None,
+    sw: np.ndarray | None,
+    n_epochs: int,
+    first_epoch: int,
+    lr_of: float | Callable[[int, int], list],
+) -> Run:
+    """Train ``W``/``b``/``state``/``order_gen`` in place for up to ``n_epochs`` epochs.
+
+    ``lr_of`` is the learning rate of every epoch, or a function ``(first, count) -> list`` of
+    the rates of epochs ``first .. first + count - 1``. Raises DivergenceError or
+    KeyboardInterrupt (the caller's copies are then discarded, so its model is untouched).
+    """
+    M = X.shape[0]
+    bs, R = s.batch_size, s.rows_per_epoch
+    S = -(-R // bs)
+    early_stopping = s.tol is not None
+    verbose = s.verbose
+    bar = _progress_bar(n_epochs * S) if verbose >= 2 else None
+    if verbose >= 2 and bar is None:
+        verbose = 1
+    per_epoch = early_stopping or verbose > 0
+    limit = max(1, _MAX_LOSS_ENTRIES // S)
+    if order_gen is not None or R < M:  # explicit row orders
+        limit = min(limit, max(1, _MAX_ORDER_ENTRIES // R))
+    chunk = 1 if (per_epoch or s.target_loss is not None) else min(n_epochs, limit)
+    run = Run(valid_loss=None if ev is None else [])
+    best = math.inf
+    snapshot = None
+    no_improvement = 0
+    stop = False
+    try:
+        while run.epochs < n_epochs and not stop:
+            E = min(chunk, n_epochs - run.epochs)
+            epoch0 = first_epoch + run.epochs
+            lrs = [lr_of] * E if type(lr_of) is float else lr_of(epoch0, E)
+            orders = None
+            if order_gen is not None:
+                saved = order_gen.get_state()
+                orders = order_gen.orders(M, E)
+                if R < M:
+                    orders = np.ascontiguousarray(orders[:, :R])
+            elif R < M:
+                orders = np.ascontiguousarray(np.broadcast_to(np.arange(R), (E, R)))
+            if bar is None:
+                res = kernels.train(
+                    X, Y, W, b, batch_size=bs, epochs=E,
+                    lr=lr_of if type(lr_of) is float else lrs, orders=orders, eval_set=ev,
+                    state=state, target_loss=s.target_loss, sample_weight=sw,
+                    check_finite=False, backend=s.backend, n_threads=s.n_threads, **s.hyper,
+                )  # fmt: skip
+                losses, valid, steps, status = res.losses, res.valid_losses, res.steps, res.status
+            else:
+                losses, valid, steps, status = _train_pieces(
+                    s, X, Y, W, b, state, orders, lrs, ev, sw, bar, epoch0
+                )
+            if status == "diverged":
+                raise _diverged(W, b, steps, run.steps, S, epoch0, lrs)
+            if status == "interrupted":
+                raise KeyboardInterrupt("linsgd training interrupted; the model was left unchanged")
+            if status == "completed":
+                ran = E
+            else:  # target_loss: stopped right after step number `steps` of this chunk
+                e_stop, s_stop = divmod(steps - 1, S)
+                ran = e_stop + 1
+                stop = True
+                if order_gen is not None:
+                    # replay the generator as torch's loop that breaks out of its epoch:
+                    # complete epochs, then one whose sampler was exhausted only if the
+                    # break came after the last, partial batch had been fetched
+                    order_gen.set_state(saved)
+                    order_gen.orders(M, e_stop)
+                    exhausted = s_stop == S - 1 and not s.drop_last and M % bs != 0
+                    order_gen.next_epoch(M, complete=exhausted)
+            rows = losses.tolist()
+            valid_list = None if ev is None else valid.tolist()
+            for e in range(ran):
+                run.train_loss.append(_epoch_mean(rows[e]))
+                run.lrs.append(lrs[e])
+                if ev is not None:
+                    v = valid_list[e]
+                    if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
+                        v = kernels.loss(ev[0], ev[1], W, b, backend=s.backend)
+                    run.valid_loss.append(v)
+                if verbose == 1:
+                    k = len(run.train_loss) - 1
+                    line = f"epoch: {first_epoch + k} - MSE: {round(run.train_loss[k], 4)}"
+                    if ev is not None:
+                        line += f" - MSE_v: {round(run.valid_loss[k], 4)}"
+                    print(line, flush=True)
+            run.steps += steps
+            run.epochs += ran
+            if not per_epoch:
+                chunk = min(2 * chunk, limit)
+            if early_stopping:
+                crit = run.valid_loss[-1] if ev is not None else run.train_loss[-1]
+                if status == "completed":
+                    if crit > best - s.tol:
+                        no_improvement += 1
+                    else:
+                        no_improvement = 0
+                if crit < best:
+                    best = crit
+                    run.best_epoch = first_epoch + run.epochs - 1
+                    if ev is not None:
+                        snapshot = (W.copy(), None if b is None else b.copy(), copy_state(state))
+                if no_improvement >= s.n_iter_no_change:
+                    stop = True
+    finally:
+        if bar is not None:
+            bar.close()
+    if snapshot is not None and run.best_epoch != first_epoch + run.epochs - 1:
+        W[...] = snapshot[0]
+        if b is not None:
+            b[...] = snapshot[1]
+        state.clear()
+        state.update(snapshot[2])
+    return run
