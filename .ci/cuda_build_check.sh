@@ -39,19 +39,20 @@ EOF
 echo "== install into a scratch target and import it there"
 python -m pip install --no-deps --no-compile --target "$scratch/site" "$wheel" >/dev/null
 # -S: no site-packages processing, so the editable install's import hook and .pth stay out;
-# the dependencies come from site-packages, appended after the scratch install.
-(cd "$scratch" && python -S - "$scratch/site" <<'EOF'
-import sys, sysconfig
+# the dependencies come from the site-packages directories of this interpreter (a virtualenv's
+# own when run in one, as site computes them), appended after the scratch install.
+site_dirs=$(python -c 'import os, site; print(os.pathsep.join(site.getsitepackages() + [site.getusersitepackages()]))')
+(cd "$scratch" && python -S - "$scratch/site" "$site_dirs" <<'EOF'
+import os, sys
 target = sys.argv[1]
 sys.path.insert(0, target)
-for key in ("purelib", "platlib"):
-    if sysconfig.get_paths()[key] not in sys.path:
-        sys.path.append(sysconfig.get_paths()[key])
+for path in sys.argv[2].split(os.pathsep):
+    if path and path not in sys.path:
+        sys.path.append(path)
 
 import numpy as np
 import linsgd
 import linsgd._cuda as cuda_module
-from linsgd._backends import get_backend
 
 assert linsgd.__file__.startswith(target), f"imported linsgd from {linsgd.__file__}, not {target}"
 assert cuda_module.__file__.startswith(target), cuda_module.__file__
@@ -72,12 +73,12 @@ if cuda_module.device_available():
 else:
     assert "cuda" not in linsgd.available_backends()
     try:
-        get_backend("cuda")
+        linsgd.kernels.backend_name("cuda")
     except ValueError as exc:
         assert "no CUDA device is visible" in str(exc), exc
         print("CUDA unavailable, as expected without a GPU:", exc)
     else:
-        sys.exit("get_backend('cuda') did not raise without a device")
+        sys.exit("backend_name('cuda') did not raise without a device")
 EOF
 )
 echo "== cuda build check passed"

@@ -136,7 +136,6 @@ def test_keras_bias_regularizer_equals_torch_decay_on_everything():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linsgd_l2_equals_torch_param_groups(dtype):
     """linsgd ``l2=lam`` == torch SGD with the weight in a group of weight_decay=2*lam and the
     bias in a group of weight_decay=0 (to the last bit or two; N=4 is bit-exact)."""

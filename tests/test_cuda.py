@@ -16,6 +16,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+from helpers import DT_IDS, DTYPES
 from reference import dataloader_orders, effective_weight_decay, eps_distance, make_problem
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
@@ -23,8 +24,6 @@ from linsgd import _cuda_dispatch, kernels  # noqa: E402
 from linsgd._backends import get_backend  # noqa: E402
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-DTYPES = [np.float64, np.float32]
-DT_IDS = ["float64", "float32"]
 
 
 def _import_cuda_module():

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import linsgd
+from helpers import problem
 from linsgd import DivergenceError, LinearRegressor
 from linsgd._shuffle import TorchDataLoaderOrder, dataloader_orders
 from reference import dataloader_orders as a3_orders
-from reference import eps_distance, make_problem, torch_train
+from reference import eps_distance, torch_train
 
 try:
     import torch  # noqa: F401
@@ -28,34 +29,16 @@ needs_torch = pytest.mark.skipif(
 # kernels reproduce torch's arithmetic (MKL's sequential GEMM order there) bit for bit on the
 # reference machine; 2 eps leaves room for "the last bit or two" that DESIGN.md promises.
 TORCH_BOUND_EPS = 2.0
-DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_one_thread():
-    """Run torch single-threaded here (much faster for these tiny problems; thread count does
-    not change torch's results for U <= 3), and restore the setting afterwards."""
-    if not HAS_TORCH:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _problem(M=100, N=4, U=1, dtype=np.float64, seed=0, y_1d=True):
-    return make_problem(M, N, U, dtype, seed, y_1d=y_1d and U == 1)
+pytestmark = pytest.mark.usefixtures("torch_one_thread_module")
 
 
 # ----------------------------------------------------------------------------- shapes and dtypes
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_fit_predict_score_single_output(dtype):
-    X, y, _, _ = _problem(dtype=dtype)
+    X, y, _, _ = problem(dtype=dtype)
     model = LinearRegressor(batch_size=10, epochs=20, lr=0.05)
     assert model.fit(X, y) is model
     assert model.coef_.shape == (4,)
@@ -69,7 +52,7 @@ def test_fit_predict_score_single_output(dtype):
 
 @pytest.mark.parametrize("U", [1, 3])
 def test_fit_predict_multi_output(U):
-    X, Y, _, _ = _problem(U=U, y_1d=False)
+    X, Y, _, _ = problem(U=U, y_1d=False)
     assert Y.shape == (100, U)
     model = LinearRegressor(batch_size=10, epochs=20, lr=0.05).fit(X, Y)
     assert model.coef_.shape == (U, 4)
@@ -81,7 +64,7 @@ def test_fit_predict_multi_output(U):
 
 
 def test_float32_stays_float32():
-    X, y, _, _ = _problem(dtype=np.float32)
+    X, y, _, _ = problem(dtype=np.float32)
     model = LinearRegressor(batch_size=33).fit(X, y)
     assert model.coef_.dtype == np.float32
     assert np.asarray(model.intercept_).dtype == np.float32
@@ -92,7 +75,7 @@ def test_float32_stays_float32():
 
 
 def test_float64_and_other_inputs_give_float64():
-    X, y, _, _ = _problem(dtype=np.float64)
+    X, y, _, _ = problem(dtype=np.float64)
     assert LinearRegressor().fit(X, y).coef_.dtype == np.float64
     Xi = np.arange(40, dtype=np.int64).reshape(20, 2) % 7
     yi = np.arange(20)
@@ -102,14 +85,14 @@ def test_float64_and_other_inputs_give_float64():
 
 
 def test_explicit_dtype_parameter():
-    X, y, _, _ = _problem(dtype=np.float64)
+    X, y, _, _ = problem(dtype=np.float64)
     assert LinearRegressor(dtype="float32").fit(X, y).coef_.dtype == np.float32
     X32 = X.astype(np.float32)
     assert LinearRegressor(dtype=np.float64).fit(X32, y).coef_.dtype == np.float64
 
 
 def test_fit_intercept_false():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(fit_intercept=False, batch_size=10).fit(X, y)
     assert model.intercept_ == 0.0
     np.testing.assert_array_equal(model.predict(X), X @ model.coef_)
@@ -131,7 +114,7 @@ def test_params_are_stored_unchanged_and_clone_works():
 
 
 def test_backends_agree_bitwise(backend):
-    X, y, W0, b0 = _problem(M=101)
+    X, y, W0, b0 = problem(M=101)
     kw = dict(lr=0.02, batch_size=10, epochs=5, momentum=0.9, weight_decay=0.01)
     ref = LinearRegressor(**kw, backend="cpp" if "cpp" in linsgd.available_backends() else backend)
     ref.fit(X, y, coef_init=W0[0], intercept_init=b0)
@@ -143,7 +126,6 @@ def test_backends_agree_bitwise(backend):
 # ----------------------------------------------------------------------------- partial_fit
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "kw",
     [
@@ -155,7 +137,7 @@ def test_backends_agree_bitwise(backend):
     ],
 )
 def test_partial_fit_k_times_equals_fit_bitwise(dtype, kw):
-    X, y, _, _ = _problem(M=101, dtype=dtype)
+    X, y, _, _ = problem(M=101, dtype=dtype)
     k = 5
     full = LinearRegressor(lr=0.02, batch_size=10, epochs=k, **kw).fit(X, y)
     inc = LinearRegressor(lr=0.02, batch_size=10, **kw)
@@ -170,7 +152,7 @@ def test_partial_fit_k_times_equals_fit_bitwise(dtype, kw):
 
 
 def test_partial_fit_continues_after_fit():
-    X, y, _, _ = _problem(M=60)
+    X, y, _, _ = problem(M=60)
     kw = dict(lr=0.02, batch_size=7, momentum=0.9, shuffle=True, random_state=11)
     full = LinearRegressor(epochs=4, **kw).fit(X, y)
     inc = LinearRegressor(epochs=2, **kw).fit(X, y)
@@ -181,7 +163,7 @@ def test_partial_fit_continues_after_fit():
 
 
 def test_partial_fit_checks_features_and_outputs():
-    X, Y, _, _ = _problem(U=2, y_1d=False)
+    X, Y, _, _ = problem(U=2, y_1d=False)
     model = LinearRegressor().fit(X, Y)
     with pytest.raises(ValueError, match="X has 3 features, but LinearRegressor is expecting 4"):
         model.partial_fit(X[:, :3], Y)
@@ -193,7 +175,6 @@ def test_partial_fit_checks_features_and_outputs():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "kw",
     [
@@ -209,7 +190,7 @@ def test_partial_fit_checks_features_and_outputs():
 @pytest.mark.parametrize("U", [1, 3])
 @pytest.mark.parametrize("M", [100, 301])
 def test_fit_agrees_with_torch_loop(dtype, kw, U, M):
-    X, Y, W0, b0 = _problem(M=M, U=U, dtype=dtype, y_1d=U == 1)
+    X, Y, W0, b0 = problem(M=M, U=U, dtype=dtype, y_1d=U == 1)
     kw = {"lr": 0.01, **kw}
     bs = M // 3
     model = LinearRegressor(batch_size=bs, epochs=16, **kw)
@@ -228,7 +209,6 @@ def test_fit_agrees_with_torch_loop(dtype, kw, U, M):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_seed_001_experiment_matches_torch(dtype):
     """Seed notebook 001: make_regression M=10_100 (100 rows train), N=4, lr 0.01, bs 33."""
     import torch
@@ -260,12 +240,11 @@ def test_seed_001_experiment_matches_torch(dtype):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_shuffled_fit_agrees_with_torch_dataloader(dtype):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    X, y, W0, b0 = _problem(M=100, dtype=dtype)
+    X, y, W0, b0 = problem(M=100, dtype=dtype)
     seed, bs, epochs = 1234, 16, 6
     model = LinearRegressor(lr=0.01, batch_size=bs, epochs=epochs, momentum=0.9, shuffle=True,
                             random_state=seed)  # fmt: skip
@@ -337,7 +316,7 @@ def test_shuffle_orders_equal_torch_dataloader(seed, M, bs, drop_last):
 
 
 def test_shuffle_random_state_reproducible_and_none_random():
-    X, y, _, _ = _problem(M=50)
+    X, y, _, _ = problem(M=50)
     a = LinearRegressor(batch_size=5, epochs=2, shuffle=True, random_state=3).fit(X, y)
     b = LinearRegressor(batch_size=5, epochs=2, shuffle=True, random_state=3).fit(X, y)
     np.testing.assert_array_equal(a.coef_, b.coef_)
@@ -353,7 +332,7 @@ def test_shuffle_random_state_reproducible_and_none_random():
 
 
 def test_diverging_fit_leaves_model_unchanged():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=33, epochs=4).fit(X, y, eval_set=(X, y))
     before = (
         model.coef_.copy(),
@@ -378,7 +357,7 @@ def test_diverging_fit_leaves_model_unchanged():
 
 
 def test_failed_validation_leaves_model_unchanged():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=33).fit(X, y)
     coef = model.coef_.copy()
     with pytest.raises(ValueError):
@@ -388,7 +367,7 @@ def test_failed_validation_leaves_model_unchanged():
 
 
 def _bad_fit_cases():
-    X, y, _, _ = _problem(M=20)
+    X, y, _, _ = problem(M=20)
     Xnan = X.copy()
     Xnan[3, 1] = np.nan
     yinf = y.copy()
@@ -469,7 +448,7 @@ def test_predict_before_fit_raises():
 
 
 def test_history_lengths():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=33, epochs=7).fit(X, y)
     assert model.n_iter_ == 7 and model.t_ == 7 * 4
     assert list(model.history_) == ["train_loss"]
@@ -482,7 +461,7 @@ def test_history_lengths():
 
 
 def test_valid_loss_is_the_full_set_mse():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     Xv, yv = X[:40] + 0.1, y[:40]
     model = LinearRegressor(batch_size=33, epochs=3).fit(X, y, eval_set=(Xv, yv))
     mse = float(np.mean((model.predict(Xv) - yv) ** 2))
@@ -490,7 +469,7 @@ def test_valid_loss_is_the_full_set_mse():
 
 
 def test_tol_stops_early():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=33, epochs=50, tol=1e12, n_iter_no_change=2).fit(X, y)
     assert model.n_iter_ == 3
     assert len(model.history_["train_loss"]) == 3
@@ -506,14 +485,14 @@ def test_tol_stops_early():
 
 
 def test_target_loss_stops_after_the_step():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=10, epochs=20, target_loss=1e9).fit(X, y)
     assert model.t_ == 1 and model.n_iter_ == 1
     assert len(model.history_["train_loss"]) == 1
 
 
 def test_verbose_prints_the_seed_notebook_line(capsys):
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=33, epochs=4, verbose=1).fit(X, y, eval_set=(X[:30], y[:30]))
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4
@@ -536,7 +515,7 @@ def test_verbose_prints_the_seed_notebook_line(capsys):
 
 
 def test_keras_l2_equals_torch_weight_decay_on_weights_only():
-    X, y, W0, b0 = _problem()
+    X, y, W0, b0 = problem()
     lam = 0.05
     a = LinearRegressor(batch_size=10, epochs=5, l2=lam).fit(
         X, y, coef_init=W0[0], intercept_init=b0
@@ -550,7 +529,7 @@ def test_keras_l2_equals_torch_weight_decay_on_weights_only():
 def test_closed_form_matches_ridge_conversions():
     from sklearn.linear_model import LinearRegression, Ridge
 
-    X, y, _, _ = _problem(M=80)
+    X, y, _, _ = problem(M=80)
     M = X.shape[0]
     ols = LinearRegressor(solver="closed_form").fit(X, y)
     ref = LinearRegression().fit(X, y)
@@ -572,7 +551,7 @@ def test_closed_form_matches_ridge_conversions():
 
 
 def test_long_sgd_run_converges_to_closed_form():
-    X, y, _, _ = _problem(M=64)
+    X, y, _, _ = problem(M=64)
     kw = dict(weight_decay=0.1, decay_bias=False, l2=0.05)
     cf = LinearRegressor(solver="closed_form", **kw).fit(X, y)
     sgd = LinearRegressor(lr=0.1, batch_size=64, epochs=2000, **kw).fit(X, y)
@@ -593,7 +572,6 @@ def test_closed_form_singular_design_gives_min_norm_solution():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("U", "bias"), [(1, True), (3, True), (2, False)])
 def test_from_torch_to_torch_roundtrip(dtype, U, bias):
     import torch
@@ -626,7 +604,7 @@ def test_from_torch_to_torch_roundtrip(dtype, U, bias):
 def test_to_torch_after_fit_and_keeps_global_rng():
     import torch
 
-    X, y, _, _ = _problem(dtype=np.float32)
+    X, y, _, _ = problem(dtype=np.float32)
     model = LinearRegressor(batch_size=10).fit(X, y)
     state = torch.random.get_rng_state()
     layer = model.to_torch()
@@ -636,12 +614,11 @@ def test_to_torch_after_fit_and_keeps_global_rng():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_from_torch_with_optimizer_continues_torch_training(dtype):
     """Two epochs in torch, then one in linsgd (from_torch + partial_fit) == three in torch."""
     import torch
 
-    X, y, W0, b0 = _problem(M=90, dtype=dtype)
+    X, y, W0, b0 = problem(M=90, dtype=dtype)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     kw = dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.02)
 
@@ -692,7 +669,7 @@ def test_from_torch_reads_bias_group_without_decay():
 def test_fit_accepts_torch_tensors():
     import torch
 
-    X, y, _, _ = _problem(dtype=np.float32)
+    X, y, _, _ = problem(dtype=np.float32)
     model = LinearRegressor(batch_size=10).fit(torch.from_numpy(X), torch.from_numpy(y))
     ref = LinearRegressor(batch_size=10).fit(X, y)
     assert model.coef_.dtype == np.float32

@@ -2,9 +2,10 @@
 
 ``linsgd.kernels`` first offers a call to the compiled ``_core.run`` (strict: exact numpy
 arrays, Python scalars, no row order or sample weights), which checks it and runs it, or
-refuses it before writing anything; the call then takes the long way (``_run``: conversions,
-every check with its message). ``LinearRegressor`` uses that fast path, skips the conversion
-of data that needs none and keeps its checked parameters between fits. Each is compared here
+refuses it before writing anything; the call then takes the long way (``linsgd._call.prepare``:
+conversions, every check with its message). ``LinearRegressor`` trains through the public
+kernel API, skips the conversion of data that needs none and keeps its checked parameters
+between fits. Each is compared here
 with the long way, forced, bit for bit; and ``_core.run`` called directly must refuse bad
 calls with TypeError/ValueError, never crash.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linsgd import DivergenceError, LinearRegressor, estimator, kernels
+import linsgd._call as call_module
+import linsgd._validation as validation
+from linsgd import DivergenceError, LinearRegressor, kernels
 from linsgd.schedules import StepLR
 from reference import make_problem
 
@@ -34,7 +37,7 @@ def long_way(monkeypatch):
     """Within the test, every kernels call takes the long way (as without the compiled run)."""
 
     def force():
-        monkeypatch.setattr(kernels, "_core_run", None)
+        monkeypatch.setattr(call_module, "_core_run", None)
 
     return force
 
@@ -214,7 +217,7 @@ FITTED = ("coef_", "intercept_", "n_iter_", "t_", "lr_history_", "best_epoch_")
 def test_estimator_fast_path_is_the_long_path(case, dt, monkeypatch, long_way):
     fast = _fit(case, dt)
     long_way()
-    monkeypatch.setattr(estimator, "_ready", lambda a, dt: False)  # convert as any input
+    monkeypatch.setattr(validation, "_ready", lambda a, dt: False)  # convert as any input
     slow = _fit(case, dt)
     for name in FITTED:
         f, s = getattr(fast, name), getattr(slow, name)
@@ -441,7 +444,7 @@ def test_common_calls_take_the_fast_path(dt, backend, monkeypatch):
     def long_path(*args, **kwargs):
         raise AssertionError("the long path was taken")
 
-    monkeypatch.setattr(kernels, "_run", long_path)
+    monkeypatch.setattr(call_module, "_general", long_path)
     X, y, W, b = make_problem(100, 4, 1, dt, seed=1, y_1d=True)
     Xv, yv, _, _ = make_problem(1000, 4, 1, dt, seed=2, y_1d=True)
     kernels.epoch(X, y, W, b, batch_size=33, lr=0.01, check_finite=False, backend=backend)
@@ -471,12 +474,11 @@ def test_common_calls_take_the_fast_path(dt, backend, monkeypatch):
         target_loss=0.5,
         backend=backend,
     )
-    monkeypatch.setattr(kernels, "train", long_path)
     m = LinearRegressor(lr=0.01, batch_size=33, backend=backend)
     m.fit(X, y, eval_set=(Xv, yv)).fit(X, y).partial_fit(X, y)
     LinearRegressor(backend=backend, momentum=0.9, lr=StepLR(0.01, 2, 0.5)).fit(X, y)
     calls = []
-    monkeypatch.setattr(estimator, "_as_array", lambda *a: calls.append(a))
+    monkeypatch.setattr(validation, "_as_array", lambda *a: calls.append(a))
     m.fit(X, y, eval_set=(Xv, yv)).predict(Xv)
     assert not calls
 
@@ -505,9 +507,9 @@ def test_estimator_fast_path_divergence_is_the_long_paths(dt, backend, long_way)
 
 def test_fit_with_initial_parameters_takes_the_common_path(backend, monkeypatch):
     def long_path(*args, **kwargs):
-        raise AssertionError("the general fit was taken")
+        raise AssertionError("the long path was taken")
 
-    monkeypatch.setattr(LinearRegressor, "_prepare", long_path)
+    monkeypatch.setattr(call_module, "_general", long_path)
     X, y, W, b = make_problem(100, 4, 1, np.float64, seed=1, y_1d=True)
     Xv, yv, _, _ = make_problem(1000, 4, 1, np.float64, seed=2, y_1d=True)
     m = LinearRegressor(lr=0.01, batch_size=33, backend=backend)

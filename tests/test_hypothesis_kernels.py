@@ -40,6 +40,7 @@ with warnings.catch_warnings():
     except Exception:  # pragma: no cover - optional (needs libcst), best effort
         pass
 
+from helpers import cpu_backends, grad_bounds  # noqa: E402
 from reference import eps_distance, exact_gradient, naive_gradient, train_reference  # noqa: E402
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
@@ -49,10 +50,8 @@ try:
 except ImportError:  # a numba-only install
     _core = None
 
-# LINSGD_TEST_BACKENDS (comma-separated) narrows the backends, e.g. to "cpp" under the
-# sanitizers (.ci/sanitize.sh), where numba's JIT would only be slow.
-_WANTED = os.environ.get("LINSGD_TEST_BACKENDS", "cpp,numba").split(",")
-BACKENDS = [b for b in ("cpp", "numba") if b in _WANTED and b in linsgd.available_backends()]
+# the CPU backends selected here (LINSGD_BACKEND, LINSGD_TEST_BACKENDS: see helpers.py)
+BACKENDS = cpu_backends()
 
 
 # LINSGD_HYPOTHESIS_RANDOM=1 draws fresh examples on every run (for exploring locally); CI
@@ -146,22 +145,6 @@ def problems(draw, max_m=14, max_n=7, max_u=3):
     return dict(X=X, Y=Y, W=W, b=b, scale=scale, exact=N <= 4 and U == 1)
 
 
-def _grad_bounds(X, Y, W, b, eps):
-    """A priori bounds on the rounding error of gW, gb and the loss (any summation order)."""
-    B, N = X.shape
-    Y2 = Y.reshape(B, -1)
-    U = Y2.shape[1]
-    ax, aw, ay = (np.abs(a.astype(np.float64)) for a in (X, W, Y2))
-    mag_e = ax @ aw.T + ay + (0.0 if b is None else np.abs(b.astype(np.float64)))
-    gamma = 2 * (N + B + 4) * eps
-    c = 2 / (B * U)
-    return (
-        gamma * c * (mag_e.T @ ax),
-        gamma * c * mag_e.sum(0),
-        2 * gamma * float(np.mean(mag_e**2)),
-    )
-
-
 def _eq(a, b):
     if a is None or b is None:
         return a is None and b is None
@@ -180,7 +163,7 @@ def test_gradient_and_loss(p, lx, ly, lw, weighted):
     sw = np.ones(M, X.dtype) if weighted else None
     eW, eb, eloss = exact_gradient(X, Y, W, b)
     nW, nb, nloss = naive_gradient(X, Y, W, b)
-    tW, tb, tloss = _grad_bounds(X, Y, W, b, np.finfo(X.dtype).eps)
+    tW, tb, tloss = grad_bounds(X, Y, W, b, np.finfo(X.dtype).eps)
     first = None
     for backend in BACKENDS:
         W_before = W.copy()

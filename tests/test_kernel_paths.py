@@ -13,12 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import linsgd
+from helpers import DT_IDS, DTYPES, cpu_backends, skip_unless_backend
 from linsgd import kernels
 from reference import cascade_sum, eps_distance, forward_seq, train_reference
-
-DTYPES = [np.float32, np.float64]
-DT_IDS = ["f32", "f64"]
 
 
 def _reference_loss(X, Y, W, b, sample_weight=None):
@@ -89,9 +86,8 @@ LARGE_SHAPES = [
 )
 @pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "shuffled"])
 def test_large_shapes_backends_agree_bitwise(dt, shape, shuffled):
-    missing = {"cpp", "numba"} - set(linsgd.available_backends())
-    if missing:
-        pytest.skip(f"needs both CPU backends; missing: {sorted(missing)}")
+    for name in ("cpp", "numba"):  # needs both CPU backends
+        skip_unless_backend(name)
     M, N, U, B = shape
     rng = np.random.default_rng(M + N)
     X = rng.standard_normal((M, N)).astype(dt)
@@ -146,7 +142,7 @@ def test_output_groups_and_column_blocks_agree_bitwise(dt, N, U):
     b0 = rng.standard_normal(U).astype(dt)
     kw = dict(batch_size=B, epochs=2, lr=0.02, momentum=0.5)
     # the numba backend (which repeats the C++ order) where installed; two C++ threads always
-    others = [("cpp", 2)] + ([("numba", 1)] if "numba" in linsgd.available_backends() else [])
+    others = [("cpp", 2)] + ([("numba", 1)] if "numba" in cpu_backends() else [])
     runs = {}
     for be, threads in [("cpp", 1), *others]:
         W, b = W0.copy(), b0.copy()

@@ -13,6 +13,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+from helpers import DT_IDS, DTYPES, grad_bounds
 from reference import (
     dataloader_orders,
     eps_distance,
@@ -26,8 +27,6 @@ linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
 kernels = linsgd.kernels
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-DTYPES = [np.float64, np.float32]
-DT_IDS = ["float64", "float32"]
 
 # random shapes (M, N, U), seeded, plus the edge shapes: one row, one feature, one output
 _rng = np.random.default_rng(20240611)
@@ -45,22 +44,6 @@ def _exact_case(N, U):
     return N <= 4 and U == 1
 
 
-def _grad_bounds(X, Y, W, b, eps):
-    """A priori bounds on the rounding error of gW, gb and the loss (any summation order)."""
-    B, N = X.shape
-    Y2 = Y.reshape(B, -1)
-    U = Y2.shape[1]
-    ax, aw, ay = (np.abs(a.astype(np.float64)) for a in (X, W, Y2))
-    mag_e = ax @ aw.T + ay + (0.0 if b is None else np.abs(b.astype(np.float64)))
-    gamma = 2 * (N + B + 4) * eps
-    c = 2 / (B * U)
-    return (
-        gamma * c * (mag_e.T @ ax),
-        gamma * c * mag_e.sum(0),
-        2 * gamma * float(np.mean(mag_e**2)),
-    )
-
-
 def _hyper_sets():
     return {
         "plain": dict(),
@@ -73,11 +56,6 @@ def _hyper_sets():
 
 
 HYPER = _hyper_sets()
-
-
-def _problem(M, N, U, dt, seed, **kw):
-    X, Y, W0, b0 = make_problem(M, N, U, dt, seed, **kw)
-    return X, Y, W0, b0
 
 
 def _lr(N, hp):
@@ -109,7 +87,7 @@ def _check_close_to_references(W, b, X, Y, W0, b0, kw, *, N, U):
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
 def test_gradient_and_loss_match_references(backend, dt, shape, with_bias):
     M, N, U = shape
-    X, Y, W, b = _problem(M, N, U, dt, seed=M * 1000 + N * 10 + U, y_1d=(U == 1 and M % 2 == 1))
+    X, Y, W, b = make_problem(M, N, U, dt, seed=M * 1000 + N * 10 + U, y_1d=(U == 1 and M % 2 == 1))
     b = b if with_bias else None
     W_before = W.copy()
     gW, gb, loss = kernels.gradient(X, Y, W, b, backend=backend)
@@ -120,7 +98,7 @@ def test_gradient_and_loss_match_references(backend, dt, shape, with_bias):
     assert loss == full_loss
     eW, eb, eloss = exact_gradient(X, Y, W, b)
     nW, nb, nloss = naive_gradient(X, Y, W, b)
-    tW, tb, tloss = _grad_bounds(X, Y, W, b, np.finfo(dt).eps)
+    tW, tb, tloss = grad_bounds(X, Y, W, b, np.finfo(dt).eps)
     assert (np.abs(gW - nW) <= tW).all()
     assert abs(loss - float(nloss)) <= tloss
     if with_bias:
@@ -158,7 +136,7 @@ def test_epoch_matches_references(backend, dt, hp_name, NU):
     N, U = NU
     M, bs = 23, 5  # ragged last batch of 3 rows
     hp = HYPER[hp_name]
-    X, Y, W0, b0 = _problem(M, N, U, dt, seed=N * 7 + U, y_1d=(U == 1))
+    X, Y, W0, b0 = make_problem(M, N, U, dt, seed=N * 7 + U, y_1d=(U == 1))
     kw = dict(batch_size=bs, lr=_lr(N, hp), **hp)
     W, b = W0.copy(), b0.copy()
     losses = kernels.epoch(X, Y, W, b, backend=backend, **kw)
@@ -177,7 +155,7 @@ def test_epoch_matches_references(backend, dt, hp_name, NU):
 def test_train_with_orders_matches_references(backend, dt, NU, with_bias):
     N, U = NU
     M, bs, E = 30, 8, 3
-    X, Y, W0, b0 = _problem(M, N, U, dt, seed=N + 100 * U)
+    X, Y, W0, b0 = make_problem(M, N, U, dt, seed=N + 100 * U)
     b0 = b0 if with_bias else None
     orders = dataloader_orders(7, M, bs, E)
     kw = dict(batch_size=bs, epochs=E, lr=[0.04, 0.02, 0.01], momentum=0.9, weight_decay=0.01)
@@ -200,7 +178,7 @@ def test_train_with_orders_matches_references(backend, dt, NU, with_bias):
 def test_step_matches_references(backend, dt):
     for N, U, hp_name in [(2, 1, "wd"), (4, 1, "nesterov"), (6, 2, "l2_nodecaybias")]:
         hp = HYPER[hp_name]
-        X, Y, W0, b0 = _problem(11, N, U, dt, seed=N)
+        X, Y, W0, b0 = make_problem(11, N, U, dt, seed=N)
         W, b = W0.copy(), b0.copy()
         state = {}
         losses = [
@@ -217,7 +195,7 @@ def test_step_matches_references(backend, dt):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_batch_size_larger_than_data_is_one_batch(backend, dt):
-    X, Y, W0, b0 = _problem(9, 3, 1, dt, seed=4)
+    X, Y, W0, b0 = make_problem(9, 3, 1, dt, seed=4)
     W1, b1 = W0.copy(), b0.copy()
     W2, b2 = W0.copy(), b0.copy()
     losses = kernels.epoch(X, Y, W1, b1, batch_size=50, lr=0.05, backend=backend)
@@ -239,7 +217,7 @@ def test_batch_size_larger_than_data_is_one_batch(backend, dt):
 def test_steps_equal_epoch_bitwise(backend, dt, hp_name):
     hp = HYPER[hp_name]
     M, N, U, bs = 26, 7, 2, 6  # ragged last batch of 2
-    X, Y, W0, b0 = _problem(M, N, U, dt, seed=11)
+    X, Y, W0, b0 = make_problem(M, N, U, dt, seed=11)
     order = np.random.default_rng(1).permutation(M)
     W1, b1, s1 = W0.copy(), b0.copy(), {}
     losses = kernels.epoch(
@@ -266,7 +244,7 @@ def test_steps_equal_epoch_bitwise(backend, dt, hp_name):
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
 def test_epochs_equal_train_bitwise(backend, dt, with_bias):
     M, N, U, bs, E = 20, 5, 3, 7, 3
-    X, Y, W0, b0 = _problem(M, N, U, dt, seed=21)
+    X, Y, W0, b0 = make_problem(M, N, U, dt, seed=21)
     b0 = b0 if with_bias else None
     hp = dict(momentum=0.9, dampening=0.2, weight_decay=0.01, l2=0.005)
     orders = dataloader_orders(99, M, bs, E)
@@ -309,7 +287,7 @@ def test_epochs_equal_train_bitwise(backend, dt, with_bias):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_state_carries_momentum_between_calls(backend, dt):
-    X, Y, W0, b0 = _problem(15, 4, 1, dt, seed=5)
+    X, Y, W0, b0 = make_problem(15, 4, 1, dt, seed=5)
     hp = dict(batch_size=4, lr=0.02, momentum=0.9, nesterov=True)
     W1, b1, state = W0.copy(), b0.copy(), {}
     kernels.epoch(X, Y, W1, b1, state=state, backend=backend, **hp)
@@ -338,7 +316,7 @@ def test_state_carries_momentum_between_calls(backend, dt):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_non_contiguous_inputs_are_copied(backend, dt):
-    X, Y, W0, b0 = _problem(17, 6, 2, dt, seed=8)
+    X, Y, W0, b0 = make_problem(17, 6, 2, dt, seed=8)
     big = np.zeros((17, 12), dt)
     big[:, ::2] = X
     Xs = big[:, ::2]  # a strided view
@@ -362,7 +340,7 @@ def test_non_contiguous_inputs_are_copied(backend, dt):
 def test_torch_tensors_updated_in_place(backend, dt):
     import torch
 
-    X, Y, W0, b0 = _problem(12, 3, 2, dt, seed=3)
+    X, Y, W0, b0 = make_problem(12, 3, 2, dt, seed=3)
     Wt = torch.from_numpy(W0.copy())
     bt = torch.from_numpy(b0.copy())
     w_ptr, b_ptr = Wt.data_ptr(), bt.data_ptr()
@@ -397,7 +375,7 @@ def test_torch_tensors_updated_in_place(backend, dt):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_dtypes_are_kept(backend, dt):
-    X, Y, W, b = _problem(10, 3, 2, dt, seed=2)
+    X, Y, W, b = make_problem(10, 3, 2, dt, seed=2)
     gW, gb, _ = kernels.gradient(X, Y, W, b, backend=backend)
     assert gW.dtype == np.dtype(dt) and gb.dtype == np.dtype(dt)
     state = {}
@@ -419,7 +397,7 @@ def test_dtypes_are_kept(backend, dt):
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_target_loss_stops_after_first_step_below(backend, dt):
     M, N, bs, E = 24, 3, 4, 5
-    X, Y, W0, b0 = _problem(M, N, 1, dt, seed=6, y_1d=True)
+    X, Y, W0, b0 = make_problem(M, N, 1, dt, seed=6, y_1d=True)
     kw = dict(batch_size=bs, lr=0.1)
     _, _, ref_losses = train_reference(X, Y, W0, b0, epochs=E, **kw)
     flat = ref_losses.ravel()
@@ -452,7 +430,7 @@ def test_target_loss_stops_after_first_step_below(backend, dt):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_divergence_is_reported(backend, dt):
-    X, Y, W0, b0 = _problem(20, 5, 1, dt, seed=12)
+    X, Y, W0, b0 = make_problem(20, 5, 1, dt, seed=12)
     W0 = W0 * (1e100 if dt == np.float64 else 1e10)  # each step multiplies W by ~1e7: overflow
     W, b = W0.copy(), b0.copy()
     res = kernels.train(X, Y, W, b, batch_size=1, epochs=3, lr=1e6, backend=backend)
@@ -474,7 +452,7 @@ def test_divergence_is_reported(backend, dt):
 
 
 def _bad_inputs(dt):
-    X, Y, W, b = _problem(8, 3, 2, dt, seed=1)
+    X, Y, W, b = make_problem(8, 3, 2, dt, seed=1)
     nan_X = X.copy()
     nan_X[3, 1] = np.nan
     inf_Y = Y.copy()
@@ -542,7 +520,7 @@ def test_bad_arrays_raise_naming_the_argument(backend, dt, case, func):
     ids=lambda v: str(v) if isinstance(v, str) else "-".join(f"{k}={v[k]}" for k in v),
 )
 def test_bad_hyper_parameters_raise_naming_the_argument(backend, kw, name):
-    X, Y, W, b = _problem(8, 3, 2, np.float64, seed=1)
+    X, Y, W, b = make_problem(8, 3, 2, np.float64, seed=1)
     W0 = W.copy()
     args = dict(batch_size=3, lr=0.1, backend=backend)
     args.update(kw)
@@ -559,7 +537,7 @@ def test_bad_hyper_parameters_raise_naming_the_argument(backend, kw, name):
 
 
 def test_unknown_backend_is_named_in_the_error():
-    X, Y, W, b = _problem(4, 2, 1, np.float64, seed=0)
+    X, Y, W, b = make_problem(4, 2, 1, np.float64, seed=0)
     for func, extra in [("loss", {}), ("gradient", {}), ("step", dict(lr=0.1))]:
         with pytest.raises(ValueError, match=r"backend.*'foo'|'foo'.*backend"):
             getattr(kernels, func)(X, Y, W, b, backend="foo", **extra)

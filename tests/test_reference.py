@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from helpers import DT_IDS, DTYPES
 from reference import (
     cascade_sum,
     dataloader_epoch_batches,
@@ -30,7 +31,6 @@ from reference import (
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
-DTYPES = [np.float64, np.float32]
 
 
 def _torch_dtype(dt):
@@ -84,7 +84,7 @@ def _fma_cases(dt, rng):
     return cases
 
 
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_fma_matches_exact_rounding(dt):
     rng = np.random.default_rng(12345)
     cases = _fma_cases(dt, rng)
@@ -107,7 +107,7 @@ def test_fma_matches_exact_rounding(dt):
     assert np.count_nonzero(unfused != want) > 50
 
 
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_fma_broadcasts_scalars(dt):
     p = np.array([[1.5, -2.0], [0.25, 3.0]], dt)
     got = fma(p, np.dtype(dt).type(0.1), np.ones_like(p))
@@ -120,7 +120,7 @@ def test_fma_broadcasts_scalars(dt):
 # models against each other (no torch)
 
 
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("U", [1, 3])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_exact_and_naive_gradient_agree(dt, U, with_bias):
@@ -197,7 +197,7 @@ def test_sgd_update_first_momentum_step_copies():
 
 
 @needs_torch
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_exact_gradient_matches_autograd_bitwise(dt, with_bias):
     import torch
@@ -226,7 +226,7 @@ def test_exact_gradient_matches_autograd_bitwise(dt, with_bias):
 
 
 @needs_torch
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_sum_dim0_matches_torch_bitwise(dt):
     import torch
 
@@ -241,7 +241,7 @@ def test_sum_dim0_matches_torch_bitwise(dt):
 
 
 @needs_torch
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_sgd_update_matches_torch_optimizer_bitwise(dt):
     import torch
 
@@ -312,7 +312,7 @@ def test_dataloader_orders_match_torch(drop_last):
 
 
 @needs_torch
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_train_reference_exact_matches_torch_loop_bitwise(dt):
     """Semantics §7: the pure-numpy model reproduces the torch loop for N=4 (U=1)."""
     X, Y, W0, b0 = make_problem(31, 4, 1, dt, seed=5, y_1d=True)

@@ -24,14 +24,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from helpers import DT_IDS, DTYPES, skip_unless_backend
 from reference import make_problem
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
 kernels = linsgd.kernels
 from linsgd import DivergenceError, LinearRegressor  # noqa: E402
-
-DTYPES = [np.float64, np.float32]
-DT_IDS = ["float64", "float32"]
 
 
 def _fitted_attrs(est):
@@ -272,8 +270,7 @@ def test_sigint_stops_a_long_fit_promptly(backend, how):
 def test_numba_chunks_give_the_same_bits_as_one_call(monkeypatch):
     """The numba backend runs long calls in chunks (whole epochs or parts of one); any cut
     gives the bits of one uncut call."""
-    if "numba" not in linsgd.available_backends():
-        pytest.skip("numba backend not available")
+    skip_unless_backend("numba")
     X, Y, W0, b0 = make_problem(37, 5, 2, np.float64, seed=4)
     Xv, Yv, _, _ = make_problem(11, 5, 2, np.float64, seed=5)
     orders = np.random.default_rng(2).integers(0, 37, (4, 45))

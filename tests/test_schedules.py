@@ -78,7 +78,6 @@ def test_learning_rates_are_bit_equal_to_torch(name):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(CASES))
 def test_fit_with_schedule_agrees_with_torch_loop(name, dtype):
     """A whole fit: torch's loop calling scheduler.step() after each epoch."""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import linsgd
+from helpers import DT_IDS, DTYPES
 from linsgd import LinearRegressor, kernels
 from reference import make_problem
 
@@ -28,7 +29,6 @@ needs_core = pytest.mark.skipif(
 )
 
 THREADS = [2, 3, -1]
-DTYPES = [np.float64, np.float32]
 # (M, N, U, B): a step of 256 * 300 * 3 >= 2**14 multiply-adds runs threaded; the others not
 BIG = (2000, 300, 3, 256)
 TINY = (10, 3, 2, 4)
@@ -64,7 +64,7 @@ def _assert_all_same(got, ref):
 
 @needs_core
 @pytest.mark.parametrize("shape", [BIG, TINY], ids=["threaded", "tiny"])
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("n_threads", THREADS)
 def test_train_is_bitwise_the_same_for_every_thread_count(shape, dt, n_threads):
     ref = _train(shape, dt, 1)
@@ -72,7 +72,7 @@ def test_train_is_bitwise_the_same_for_every_thread_count(shape, dt, n_threads):
 
 
 @needs_core
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_threads_with_row_orders_and_sample_weights(dt):
     """The long path (orders, sample weights) passes n_threads on too."""
     M = BIG[0]
@@ -86,7 +86,7 @@ def test_threads_with_row_orders_and_sample_weights(dt):
 
 @needs_core
 @pytest.mark.parametrize("shape", [BIG, TINY], ids=["threaded", "tiny"])
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_epoch_and_step_are_bitwise_the_same_for_every_thread_count(shape, dt):
     M, N, U, B = shape
     X, Y, W0, b0 = make_problem(M, N, U, dt, seed=11)
@@ -112,7 +112,7 @@ def test_epoch_and_step_are_bitwise_the_same_for_every_thread_count(shape, dt):
 
 
 @needs_core
-@pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("dt", DTYPES, ids=DT_IDS)
 def test_estimator_n_threads_gives_the_same_model(dt):
     M, N, U, B = BIG
     X, Y, _, _ = make_problem(M, N, U, dt, seed=5)

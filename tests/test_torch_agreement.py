@@ -32,6 +32,8 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from helpers import DT_IDS
+from helpers import DTYPES as DTYPE_LIST
 from reference import dataloader_orders, eps_distance, make_problem, torch_train, train_reference
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
@@ -40,7 +42,7 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
 
 EPOCHS = 16
-DTYPES = {"float64": np.float64, "float32": np.float32}
+DTYPES = dict(zip(DT_IDS, DTYPE_LIST))  # by name: the names are the cache keys below
 NS = (1, 4, 13, 64)
 US = (1, 3)
 BATCH_KINDS = ("one", "ragged", "full")
@@ -223,7 +225,7 @@ def _check_losses_close(losses, target, dtype_name):
     assert worst <= 64 * eps * float(np.max(target)), f"{worst / (eps * np.max(target)):.1f} eps"
 
 
-@pytest.mark.parametrize("dtype_name", list(DTYPES))
+@pytest.mark.parametrize("dtype_name", DT_IDS)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_agrees_with_exact_numpy_model(backend, dtype_name, case):
     W, b, losses = _ours(case, dtype_name, backend)
@@ -241,7 +243,7 @@ def test_agrees_with_exact_numpy_model(backend, dtype_name, case):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype_name", list(DTYPES))
+@pytest.mark.parametrize("dtype_name", DT_IDS)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_agrees_with_torch(backend, dtype_name, case):
     W, b, losses = _ours(case, dtype_name, backend)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import linsgd
+from helpers import problem
 from linsgd import DivergenceError, LinearRegressor
 from linsgd._shuffle import TorchDataLoaderOrder, dataloader_orders
 from linsgd._torch_interop import torch_linear_init
 from reference import dataloader_orders as a3_orders
-from reference import eps_distance, make_problem
+from reference import eps_distance
 
 try:
     import torch  # noqa: F401
@@ -29,24 +30,9 @@ needs_torch = pytest.mark.skipif(
     not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
 )
 BOUND = 2.0  # eps * max|param|: "the last bit or two"
-DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_one_thread():
-    if not HAS_TORCH:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _problem(M=100, N=4, U=1, dtype=np.float64, seed=0):
-    return make_problem(M, N, U, dtype, seed, y_1d=U == 1)
+pytestmark = pytest.mark.usefixtures("torch_one_thread_module")
 
 
 def _tdtype(dtype):
@@ -102,7 +88,6 @@ def test_orders_by_epochs_equal_epoch_by_epoch():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("M", "bs", "drop_last"), [(100, 16, True), (96, 16, True), (50, 8, False)]
 )
@@ -110,7 +95,7 @@ def test_shuffled_fit_with_drop_last_agrees_with_dataloader(dtype, M, bs, drop_l
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    X, y, W0, b0 = _problem(M=M, dtype=dtype)
+    X, y, W0, b0 = problem(M=M, dtype=dtype)
     seed, epochs = 2024, 5
     kw = dict(lr=0.01, batch_size=bs, epochs=epochs, momentum=0.9, shuffle=True,
               random_state=seed, drop_last=drop_last)  # fmt: skip
@@ -135,7 +120,7 @@ def test_shuffled_fit_in_chunks_of_epochs_gives_the_same_bits(monkeypatch):
     """Large shuffled fits build their row orders a few epochs at a time (bounded memory)."""
     import linsgd._trainer as est
 
-    X, y, _, _ = _problem(M=50)
+    X, y, _, _ = problem(M=50)
     kw = dict(lr=0.02, batch_size=8, epochs=7, momentum=0.9, shuffle=True, random_state=5)
     ref = LinearRegressor(**kw).fit(X, y)
     stop = LinearRegressor(target_loss=0.7 * min(ref.history_["train_loss"]), **kw).fit(X, y)
@@ -149,7 +134,7 @@ def test_shuffled_fit_in_chunks_of_epochs_gives_the_same_bits(monkeypatch):
 
 
 def test_drop_last_without_shuffle_skips_the_tail():
-    X, y, _, _ = _problem(M=50)
+    X, y, _, _ = problem(M=50)
     a = LinearRegressor(lr=0.01, batch_size=8, epochs=3, drop_last=True).fit(X, y)
     b = LinearRegressor(lr=0.01, batch_size=8, epochs=3).fit(X[:48], y[:48])
     np.testing.assert_array_equal(a.coef_, b.coef_)
@@ -162,7 +147,7 @@ def test_drop_last_without_shuffle_skips_the_tail():
 
 
 def test_tol_on_training_loss():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(lr=0.01, batch_size=25, epochs=100, tol=1e9, n_iter_no_change=3)
     model.fit(X, y)
     assert model.n_iter_ == 4 and model.t_ == 16  # epoch 0 sets the best, 3 without progress
@@ -174,7 +159,7 @@ def test_tol_on_training_loss():
 
 @pytest.mark.parametrize("kw", [{}, {"momentum": 0.9}, {"shuffle": True, "random_state": 4}])
 def test_tol_on_validation_keeps_the_best_epoch(kw):
-    X, y, _, _ = _problem(M=80)
+    X, y, _, _ = problem(M=80)
     rng = np.random.default_rng(1)
     Xv, yv = X + 0.4 * rng.standard_normal(X.shape), y  # noisy copy: overfits soon
     model = LinearRegressor(lr=0.05, batch_size=10, epochs=300, tol=1e-6, n_iter_no_change=4, **kw)
@@ -237,7 +222,7 @@ def _torch_stop_run(X, y, W0, b0, *, bs, lr, seed, drop_last, target, epochs, mo
 def test_target_loss_with_shuffle_then_partial_fit_agrees_with_torch(M, bs, drop_last, where):
     """t_ is the stopping step, and the shuffle stream continues as torch's DataLoader does after
     a ``break`` (the sampler's trailing draw happens only if the last batch was partial)."""
-    X, y, W0, b0 = _problem(M=M, seed=2)
+    X, y, W0, b0 = problem(M=M, seed=2)
     lr = 0.02
     S = M // bs if drop_last else -(-M // bs)
     for seed in range(11, 40):  # a shuffle seed with a new loss minimum at the wanted position
@@ -267,11 +252,10 @@ def test_target_loss_with_shuffle_then_partial_fit_agrees_with_torch(M, bs, drop
 # ----------------------------------------------------------------------------- sample weights
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", [{}, {"momentum": 0.9, "weight_decay": 0.01},
                                 {"shuffle": True, "random_state": 1}])  # fmt: skip
 def test_unit_sample_weights_are_bit_identical_to_unweighted(dtype, kw, backend):
-    X, y, _, _ = _problem(M=101, dtype=dtype)
+    X, y, _, _ = problem(M=101, dtype=dtype)
     common = dict(lr=0.02, batch_size=10, epochs=4, backend=backend, **kw)
     a = LinearRegressor(**common).fit(X, y)
     b = LinearRegressor(**common).fit(X, y, sample_weight=np.ones(101))
@@ -283,7 +267,7 @@ def test_unit_sample_weights_are_bit_identical_to_unweighted(dtype, kw, backend)
 
 
 def test_integer_weight_equals_duplicated_row_in_full_batch():
-    X, y, _, _ = _problem(M=30)
+    X, y, _, _ = problem(M=30)
     sw = np.ones(30)
     sw[[3, 17]] = [2, 3]
     rows = np.concatenate([np.arange(30), [3, 17, 17]])
@@ -302,7 +286,7 @@ def test_integer_weight_equals_duplicated_row_in_full_batch():
 
 
 def test_sample_weight_in_partial_fit_and_validation():
-    X, y, _, _ = _problem(M=40)
+    X, y, _, _ = problem(M=40)
     sw = np.random.default_rng(0).uniform(0.5, 2, 40)
     full = LinearRegressor(lr=0.02, batch_size=8, epochs=3).fit(X, y, sample_weight=sw)
     inc = LinearRegressor(lr=0.02, batch_size=8)
@@ -324,7 +308,7 @@ def test_sample_weight_in_partial_fit_and_validation():
 
 
 def test_init_zeros_and_torch_without_torch():
-    X, y, _, _ = _problem(M=30)
+    X, y, _, _ = problem(M=30)
     m = LinearRegressor(lr=0.0, batch_size=10, epochs=1).fit(X, y)  # lr 0: params stay put
     assert not np.any(m.coef_) and m.intercept_ == 0
     t = LinearRegressor(lr=0.0, batch_size=10, epochs=1, init="torch", random_state=5).fit(X, y)
@@ -341,7 +325,6 @@ def test_init_zeros_and_torch_without_torch():
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("N", "U", "bias"), [(4, 1, True), (13, 3, True), (7, 2, False)])
 def test_init_torch_equals_nn_linear_after_manual_seed(dtype, N, U, bias):
     import torch
@@ -362,13 +345,12 @@ def test_init_torch_equals_nn_linear_after_manual_seed(dtype, N, U, bias):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 def test_a_whole_torch_script_is_reproduced_from_one_seed(dtype):
     """torch.manual_seed(s); nn.Linear(...); DataLoader(shuffle, Generator().manual_seed(s))."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    X, y, _, _ = _problem(M=64, dtype=dtype)
+    X, y, _, _ = problem(M=64, dtype=dtype)
     s = 31
     torch.manual_seed(s)
     layer = torch.nn.Linear(4, 1, dtype=_tdtype(dtype))
@@ -403,7 +385,6 @@ def _torch_epochs(layer, opt, X, y, epochs, bs):
 
 
 @needs_torch
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "kw",
     [
@@ -417,7 +398,7 @@ def test_fit_in_linsgd_then_continue_in_torch(dtype, kw):
     """k epochs in linsgd, j in torch (to_torch(optimizer=True)) == k + j epochs in torch."""
     import torch
 
-    X, y, W0, b0 = _problem(M=90, dtype=dtype)
+    X, y, W0, b0 = problem(M=90, dtype=dtype)
     k, j, bs = 3, 2, 30
     model = LinearRegressor(lr=0.01, batch_size=bs, epochs=k, **kw)
     model.fit(X, y, coef_init=W0[0], intercept_init=b0)
@@ -444,7 +425,7 @@ def test_fit_in_linsgd_then_continue_in_torch(dtype, kw):
 
 @needs_torch
 def test_to_torch_optimizer_details():
-    X, y, _, _ = _problem(M=40)
+    X, y, _, _ = problem(M=40)
     model = LinearRegressor(lr=0.01, batch_size=10, epochs=2).fit(X, y)
     layer, opt = model.to_torch(optimizer=True)
     assert len(opt.param_groups) == 1 and opt.param_groups[0]["lr"] == 0.01
@@ -465,7 +446,7 @@ def test_to_torch_optimizer_details():
 
 
 def test_verbose_1_prints_each_epoch_as_it_ends(capsys):
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(lr=0.01, batch_size=33, epochs=3, verbose=1)
     model.fit(X, y, eval_set=(X[:20], y[:20]))
     lines = capsys.readouterr().out.splitlines()
@@ -480,7 +461,7 @@ def test_verbose_1_prints_each_epoch_as_it_ends(capsys):
                                 {"drop_last": True, "target_loss": 0.05}])  # fmt: skip
 def test_verbose_2_progress_bar_gives_the_same_bits(capsys, kw):
     pytest.importorskip("tqdm", reason="tqdm is not installed")
-    X, y, _, _ = _problem(M=101)
+    X, y, _, _ = problem(M=101)
     common = dict(lr=0.02, batch_size=4, epochs=3, **kw)
     quiet = LinearRegressor(**common).fit(X, y, eval_set=(X, y))
     loud = LinearRegressor(verbose=2, **common).fit(X, y, eval_set=(X, y))
@@ -493,7 +474,7 @@ def test_verbose_2_progress_bar_gives_the_same_bits(capsys, kw):
 
 def test_verbose_2_without_tqdm_falls_back_to_lines(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     LinearRegressor(lr=0.01, batch_size=50, epochs=2, verbose=2).fit(X, y)
     out, err = capsys.readouterr()
     assert "verbose=2 needs tqdm" in err
@@ -514,7 +495,7 @@ def _equal(a, b) -> bool:
 
 
 def test_failed_fits_leave_the_model_unchanged():
-    X, y, _, _ = _problem()
+    X, y, _, _ = problem()
     model = LinearRegressor(batch_size=20, epochs=3, momentum=0.9, shuffle=True, random_state=0)
     model.fit(X, y, eval_set=(X, y))
     before = copy.deepcopy(model.__dict__)
@@ -549,7 +530,7 @@ def test_failed_fits_leave_the_model_unchanged():
     ],
 )
 def test_pickle_roundtrip_predicts_and_continues_identically(kw):
-    X, Y, _, _ = _problem(M=60, U=2)
+    X, Y, _, _ = problem(M=60, U=2)
     model = LinearRegressor(batch_size=16, epochs=3, **kw).fit(X, Y, eval_set=(X, Y))
     clone = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(clone.predict(X), model.predict(X))

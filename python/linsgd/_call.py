@@ -314,7 +314,7 @@ class TrainCall:
     """One checked, converted call of a backend's ``train``: its arguments in the backend's
     order, and what the caller needs to read the outcome."""
 
-    __slots__ = ("args", "bw", "bb", "epochs", "initialized", "module", "state", "steps_per_epoch")
+    __slots__ = ("args", "bb", "bw", "epochs", "initialized", "module", "state", "steps_per_epoch")
 
     def run(self) -> tuple[int, int]:
         """Run the call; keep the momentum buffers and step count in ``state``."""

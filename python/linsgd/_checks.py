@@ -38,6 +38,7 @@ __all__ = [
     "no_shared_memory",
     "readable",
     "real",
+    "real_array",
     "require_finite",
     "thread_count",
 ]
@@ -83,7 +84,9 @@ def integer(value: Any, name: str, *, minimum: int) -> int:
     try:
         v = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+        raise TypeError(
+            f"{name} must be an integer, got {type(value).__name__} {value!r}"
+        ) from None
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
     return v
@@ -111,12 +114,7 @@ def thread_count(value: Any, name: str = "n_threads") -> int:
     """A thread count: an int from 1 to :data:`MAX_THREADS`, or -1 for ``os.cpu_count()``."""
     if type(value) is int and 1 <= value <= MAX_THREADS:
         return value
-    if is_bool(value):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    v = integer(value, name, minimum=-1)
     if v == -1:
         return max(1, min(os.cpu_count() or 1, MAX_THREADS))
     if not 1 <= v <= MAX_THREADS:
@@ -162,6 +160,21 @@ def as_ndarray(obj: Any, name: str) -> np.ndarray:
         return np.asarray(obj)
     except Exception as exc:
         raise TypeError(f"{name} must be array-like, got {type(obj).__name__} ({exc})") from None
+
+
+def real_array(a: Any, name: str) -> np.ndarray:
+    """``a`` (array-like, CPU torch tensor) as a float64 ndarray; bools and integers cast."""
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if is_torch_tensor(a):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
 
 
 def native_float(dt: np.dtype) -> np.dtype | None:

@@ -29,12 +29,12 @@ singular (duplicated or constant columns, fewer samples than parameters, no pena
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from typing import Any
 
 import numpy as np
+
+from ._checks import real, real_array
 
 __all__ = ["RankDeficientWarning", "closed_form"]
 
@@ -57,26 +57,11 @@ class RankDeficientWarning(UserWarning):
 
 
 def _penalty(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {v}")
-    return v
+    return real(value, name, minimum=0.0)
 
 
 def _matrix(a: Any, name: str) -> np.ndarray:
-    if a is None:
-        raise TypeError(f"{name} must be an array, got None")
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = real_array(a, name)
     if arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return arr

@@ -22,6 +22,8 @@ from .schedules import LRSchedule
 __all__ = ["auto_lr", "learning_rates", "rows_per_epoch", "seed_of", "validated_params"]
 
 _SOLVERS = ("sgd", "closed_form")
+#: the hyper-parameters the kernels take as they are
+_HYPER = ("weight_decay", "decay_bias", "l2", "momentum", "dampening", "nesterov", "maximize")
 _INITS = ("zeros", "torch")
 
 
@@ -112,6 +114,7 @@ def validated_params(est: Any) -> dict:
     p["n_threads"] = ck.thread_count(est.n_threads)
     # one learning rate for every epoch: a number, or "auto" (a number once resolved)
     p["constant_lr"] = isinstance(p["lr"], (float, str))
+    p["hyper"] = {k: p[k] for k in _HYPER}
     p["checked"] = (raw, dict(p))
     return p
 
@@ -158,12 +161,7 @@ def learning_rates(p: dict, first: int, count: int) -> list[float]:
         values = [lr(e) for e in range(first, first + count)]
     out = []
     for e, v in zip(range(first, first + count), values):
-        if (
-            ck.is_bool(v)
-            or not isinstance(v, numbers.Real)
-            or not math.isfinite(float(v))
-            or v < 0
-        ):
+        if ck.is_bool(v) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) or v < 0:
             raise ValueError(f"lr for epoch {e} must be a finite number >= 0, got {v!r}")
         out.append(float(v))
     return out

@@ -50,7 +50,6 @@ def import_torch(what: str) -> Any:
     return torch
 
 
-
 def _to_numpy(t: Any) -> np.ndarray:
     return np.array(t.detach().cpu().numpy(), copy=True, order="C")
 

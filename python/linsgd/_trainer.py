@@ -228,6 +228,13 @@ def run_epochs(
                     order_gen.next_epoch(M, complete=exhausted)
             rows = losses.tolist()
             valid_list = None if ev is None else valid.tolist()
+            if status == "completed" and verbose == 0 and not math.isnan(sum(map(sum, rows))):
+                # every step ran and nothing is printed: the history in one go
+                run.train_loss += [sum(row) / S for row in rows]
+                run.lrs += lrs
+                if ev is not None:
+                    run.valid_loss += valid_list
+                ran = 0
             for e in range(ran):
                 run.train_loss.append(_epoch_mean(rows[e]))
                 run.lrs.append(lrs[e])
@@ -243,7 +250,7 @@ def run_epochs(
                         line += f" - MSE_v: {round(run.valid_loss[k], 4)}"
                     print(line, flush=True)
             run.steps += steps
-            run.epochs += ran
+            run.epochs += E if status == "completed" else ran
             if not per_epoch:
                 chunk = min(2 * chunk, limit)
             if early_stopping:

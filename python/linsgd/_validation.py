@@ -189,7 +189,6 @@ def initial_params(coef_init, intercept_init, N, U, dt, fit_intercept, seed):
     return W, b
 
 
-
 def check_eval_set(eval_set: Any, n_features: int, n_outputs: int, dt: np.dtype):
     if eval_set is None:
         return None
@@ -202,8 +201,5 @@ def check_eval_set(eval_set: Any, n_features: int, n_outputs: int, dt: np.dtype)
     yv = check_y(es[1], "eval_set[1] (y_valid)", dt, Xv.shape[0], "eval_set[0] (X_valid)")
     Yv = yv.reshape(len(yv), -1)
     if Yv.shape[1] != n_outputs:
-        raise ValueError(
-            f"eval_set[1] (y_valid) has {Yv.shape[1]} outputs, but y has {n_outputs}"
-        )
+        raise ValueError(f"eval_set[1] (y_valid) has {Yv.shape[1]} outputs, but y has {n_outputs}")
     return Xv, Yv  # C-contiguous, as yv
-

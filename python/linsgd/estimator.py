@@ -217,7 +217,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         self.verbose = verbose
         self.n_threads = n_threads
 
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -372,7 +371,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             When the epoch diverges; the model is left as it was.
         """
         resume = hasattr(self, "coef_")
-        return self._partial_fit(X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1)
+        return self._partial_fit(
+            X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1
+        )
 
     def _partial_fit(
         self,
@@ -414,7 +415,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             state = copy_state(getattr(self, "_optimizer_state", {}) or {})
             if p["shuffle"]:
                 saved = getattr(self, "_order_state", None)
-                order_gen = TorchDataLoaderOrder(0 if saved is not None else seed_of(self.random_state))
+                seed = 0 if saved is not None else seed_of(self.random_state)
+                order_gen = TorchDataLoaderOrder(seed)
                 if saved is not None:
                     order_gen.set_state(copy.deepcopy(saved))
             p["auto_lr"] = getattr(self, "_auto_lr", None)
@@ -449,7 +451,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
                 )  # fmt: skip
             settings = RunSettings(
                 batch_size=p["batch_size"], rows_per_epoch=R,
-                hyper={k: p[k] for k in _HYPER}, backend=p["backend"],
+                hyper=p["hyper"], backend=p["backend"],
                 n_threads=p["n_threads"], tol=p["tol"] if full_fit else None,
                 n_iter_no_change=p["n_iter_no_change"],
                 target_loss=p["target_loss"] if full_fit else None, verbose=p["verbose"],
@@ -490,9 +492,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         if b is not None:
             P += b
         return P[:, 0] if np.ndim(self.coef_) == 1 else P
-
-
-_HYPER = ("weight_decay", "decay_bias", "l2", "momentum", "dampening", "nesterov", "maximize")
 
 
 def _lr_of(p: dict) -> float | Callable[[int, int], list]:

@@ -24,21 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import real_array
+
 __all__ = ["mape", "mse", "r2"]
 
 
 def _array(a: Any, name: str) -> np.ndarray:
-    if a is None:
-        raise TypeError(f"{name} must be array-like or a number, got None")
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float64)
+    return real_array(a, name)
 
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
