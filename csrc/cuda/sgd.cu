@@ -17,10 +17,11 @@
 // as on the CPU: the batch's weight sum in double, in row order, by one thread.
 //
 // Training: five launches per step (forward; loss and bias gradient; weight gradient; update;
-// finish; one more first for a weighted batch's weight sum), no host synchronisation or allocation inside the loop. The single-thread finish
-// kernel alone decides whether training ends (a non-finite loss or parameter, target_loss
-// reached) and raises a stop flag in device memory that makes every later kernel return at
-// once; it also sets a word in mapped host memory so that the host stops queueing launches.
+// finish; one more first for a weighted batch's weight sum), no host synchronisation or
+// allocation inside the loop. The single-thread finish kernel alone decides whether training
+// ends (a non-finite loss or parameter, target_loss reached) and raises a stop flag in device
+// memory that makes every later kernel return at once; it also sets a word in mapped host
+// memory so that the host stops queueing launches.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -36,7 +37,7 @@ namespace cuda {
 namespace {
 
 class CudaCategory final : public std::error_category {
-public:
+  public:
     const char* name() const noexcept override { return "cuda"; }
     std::string message(int code) const override { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
 };
@@ -51,8 +52,7 @@ const std::error_category& error_category() {
 void check(cudaError_t err, const char* what) {
     if (err == cudaSuccess) return;
     cudaGetLastError();  // clear a non-sticky error so that the next call starts clean
-    throw std::system_error(static_cast<int>(err), error_category(),
-                            std::string(what) + ": " + cudaGetErrorName(err));
+    throw std::system_error(static_cast<int>(err), error_category(), std::string(what) + ": " + cudaGetErrorName(err));
 }
 
 namespace {
@@ -62,7 +62,7 @@ constexpr int kThreads = 256;
 
 template <typename T>
 class DeviceArray {
-public:
+  public:
     explicit DeviceArray(int64_t count) {
         if (count > 0) check(cudaMalloc(&ptr_, sizeof(T) * static_cast<size_t>(count)), "cudaMalloc");
     }
@@ -73,14 +73,14 @@ public:
     DeviceArray& operator=(const DeviceArray&) = delete;
     T* get() const { return ptr_; }
 
-private:
+  private:
     T* ptr_ = nullptr;
 };
 
 // One int in page-locked host memory that kernels can write: the host polls it without
 // synchronising.
 class MappedFlag {
-public:
+  public:
     MappedFlag() {
         check(cudaHostAlloc(reinterpret_cast<void**>(&host_), sizeof(int), cudaHostAllocMapped), "cudaHostAlloc");
         *host_ = 0;
@@ -94,7 +94,7 @@ public:
     bool raised() const { return *static_cast<volatile int*>(host_) != 0; }
     int* device() const { return device_; }
 
-private:
+  private:
     int* host_ = nullptr;
     int* device_ = nullptr;
 };
@@ -112,9 +112,7 @@ LINSGD_HD inline bool is_finite(T v) {
     return v - v == T(0);
 }
 
-__device__ inline int64_t thread_index() {
-    return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
+__device__ inline int64_t thread_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 
 void launch_check(int64_t threads) {
     if ((threads + kThreads - 1) / kThreads > 0x7fffffff)
@@ -126,8 +124,8 @@ unsigned blocks_for(int64_t threads) { return static_cast<unsigned>((threads + k
 
 // With sample weights, the batch's weight sum and gradient scale, for the kernels after it.
 template <typename T>
-__global__ void batch_weight_kernel(const T* weight, const int64_t* rows, int64_t start, int64_t batch,
-                                    int64_t outputs, double* weight_sum, T* scale, const DeviceState* state) {
+__global__ void batch_weight_kernel(const T* weight, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
+                                    double* weight_sum, T* scale, const DeviceState* state) {
     if (state->stop || thread_index() != 0) return;
     double total = 0.0;
     for (int64_t i = 0; i < batch; ++i) total += static_cast<double>(weight[rows ? rows[start + i] : start + i]);
@@ -138,8 +136,8 @@ __global__ void batch_weight_kernel(const T* weight, const int64_t* rows, int64_
 // e = P - Y for every (row, output) of the batch, and e scaled by 2 / (B * U) (by the
 // weighted scale, times the row's weight, with sample weights).
 template <typename T>
-__global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, Model<T> model,
-                               T scale, const T* weighted, T* error, T* scaled_error, const DeviceState* state) {
+__global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, Model<T> model, T scale,
+                               const T* weighted, T* error, T* scaled_error, const DeviceState* state) {
     if (state->stop) return;
     const int64_t u_count = model.outputs;
     const int64_t t = thread_index();
@@ -187,8 +185,8 @@ __global__ void reduce_kernel(const T* weight, const int64_t* rows, int64_t star
 
 // gW[u, j], one thread each: the batch summed in row order from zero, as on the CPU.
 template <typename T>
-__global__ void weight_gradient_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch,
-                                       int64_t outputs, int64_t features, const T* scaled_error, T* grad_weight,
+__global__ void weight_gradient_kernel(Data<T> data, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
+                                       int64_t features, const T* scaled_error, T* grad_weight,
                                        const DeviceState* state) {
     if (state->stop) return;
     const int64_t k = thread_index();
@@ -212,8 +210,8 @@ __global__ void update_kernel(Model<T> model, const T* grad_weight, const T* gra
     const int64_t t = thread_index();
     T p;
     if (t < count) {
-        p = sgd_update<T>(model.weight[t], grad_weight[t], buf_weight ? buf_weight + t : nullptr, s,
-                          s.use_decay_weight, s.decay_weight, first_momentum_step);
+        p = sgd_update<T>(model.weight[t], grad_weight[t], buf_weight ? buf_weight + t : nullptr, s, s.use_decay_weight,
+                          s.decay_weight, first_momentum_step);
         model.weight[t] = p;
     } else if (model.bias && t - count < model.outputs) {
         const int64_t u = t - count;
@@ -260,8 +258,8 @@ __global__ void squared_error_kernel(Data<T> data, Model<T> model, T* squared, c
     const int64_t r = t / u_count;
     const int64_t u = t - r * u_count;
     const int64_t n = model.features;
-    const T e = predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) -
-                data.y[t];
+    const T e =
+        predict_one<T>(data.x + r * n, model.weight + u * n, n, model.bias ? model.bias + u : nullptr) - data.y[t];
     squared[t] = data.sample_weight ? (e * e) * data.sample_weight[r] : e * e;
 }
 
@@ -289,8 +287,7 @@ void enqueue_loss(const Data<T>& data, const Model<T>& model, T* squared, T* out
     const int64_t cells = data.rows * model.outputs;
     launch_check(cells);
     squared_error_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, model, squared, state);
-    mean_kernel<T><<<1, 1, 0, kStream>>>(squared, data.sample_weight, data.rows, model.outputs, out, out_double,
-                                         state);
+    mean_kernel<T><<<1, 1, 0, kStream>>>(squared, data.sample_weight, data.rows, model.outputs, out, out_double, state);
     check_launch();
 }
 
@@ -314,7 +311,7 @@ void enqueue_gradient(const Data<T>& data, const int64_t* rows, int64_t start, i
                                                      b.weight_sum, b.weighted_scale, state);
     const T scale = weighted_gradient_scale<T>(static_cast<double>(batch), model.outputs);
     forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale,
-                                                                  b.weighted_scale, b.error, b.scaled_error, state);
+                                                                   b.weighted_scale, b.error, b.scaled_error, state);
     reduce_kernel<T><<<blocks_for(1 + model.outputs), kThreads, 0, kStream>>>(
         data.sample_weight, rows, start, batch, model.outputs, b.weight_sum, b.error, b.scaled_error, grad_bias,
         b.step_loss, loss_out, state);
@@ -397,9 +394,9 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     bool interrupted = false;
 
     for (int64_t e = 0; e < a.epochs && !interrupted && !device_stopped.raised(); ++e) {
-        const SgdScalars<T> s = make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2,
-                                                    a.hyper.momentum, a.hyper.dampening, a.hyper.nesterov,
-                                                    a.hyper.maximize);
+        const SgdScalars<T> s =
+            make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2, a.hyper.momentum,
+                                a.hyper.dampening, a.hyper.nesterov, a.hyper.maximize);
         const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : nullptr;
         int64_t step = 0;
         for (; step < steps_per_epoch; ++step) {
@@ -418,8 +415,8 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             if (params > 0)
                 update_kernel<T><<<blocks_for(params), kThreads, 0, kStream>>>(
                     model, grad_weight.get(), bias_grad, buf_weight, buf_bias, s, buffers.step_loss, state.get());
-            finish_step_kernel<T><<<1, 1, 0, kStream>>>(buffers.step_loss, a.target_loss, state.get(),
-                                                        device_stopped.device());
+            finish_step_kernel<T>
+                <<<1, 1, 0, kStream>>>(buffers.step_loss, a.target_loss, state.get(), device_stopped.device());
             check_launch();
         }
         if (step == steps_per_epoch && a.valid_losses)
@@ -437,9 +434,9 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     return out;
 }
 
-#define LINSGD_INSTANTIATE(T)                                                     \
-    template T loss<T>(const Data<T>&, const Model<T>&);                          \
-    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);              \
+#define LINSGD_INSTANTIATE(T)                                        \
+    template T loss<T>(const Data<T>&, const Model<T>&);             \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*); \
     template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
 
 LINSGD_INSTANTIATE(float)
