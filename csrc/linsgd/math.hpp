@@ -176,21 +176,6 @@ LINSGD_HD inline T dot(const T* x, const T* w, int64_t n) {
     return total;
 }
 
-// R dot products against the same w, each in exactly dot()'s order. Short rows are summed as
-// R interleaved sequential chains so that R additions are in flight instead of one.
-template <typename T, int R>
-LINSGD_HD inline void dot_rows(const T* const (&xs)[R], const T* w, int64_t n, T (&out)[R]) {
-    if (n >= DotLanes<T>::value || n == 0) {
-        for (int r = 0; r < R; ++r) out[r] = dot<T>(xs[r], w, n);
-        return;
-    }
-    T acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = xs[r][0] * w[0];
-    for (int64_t j = 1; j < n; ++j)
-        for (int r = 0; r < R; ++r) acc[r] = acc[r] + xs[r][j] * w[j];
-    for (int r = 0; r < R; ++r) out[r] = acc[r];
-}
-
 // One prediction as torch's addmm gives it: the dot product, the bias added afterwards.
 template <typename T>
 LINSGD_HD inline T predict_one(const T* x, const T* w, int64_t n, const T* bias) {
@@ -263,12 +248,6 @@ template <typename T>
 LINSGD_HD inline T weighted_mean(T total, double weight_sum, int64_t outputs) {
     if (weight_sum == 0.0) return T(0);
     return total / static_cast<T>(static_cast<double>(outputs) * weight_sum);
-}
-
-// torch's reduction='mean' gradient scale 2 / numel, formed in double and rounded to T.
-template <typename T>
-LINSGD_HD inline T mse_gradient_scale(int64_t rows, int64_t outputs) {
-    return static_cast<T>(2.0 / static_cast<double>(rows * outputs));
 }
 
 }  // namespace linsgd
