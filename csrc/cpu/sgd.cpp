@@ -13,6 +13,7 @@
 #include "cpu/variants.hpp"
 #include "cpu/worker_pool.hpp"
 #include "linsgd/math.hpp"
+#include "linsgd/steps.hpp"
 
 #ifndef LINSGD_CPU_VARIANT
 #error "LINSGD_CPU_VARIANT must name the instruction-set variant being compiled"
@@ -484,57 +485,48 @@ template <typename T>
 TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     TrainOutcome out;
     const Model<T>& model = a.model;
-    const int64_t rows_per_epoch = a.rows_per_epoch;
-    const int64_t batch_max = a.batch_size < rows_per_epoch ? a.batch_size : rows_per_epoch;
-    const int64_t steps_per_epoch = (rows_per_epoch + a.batch_size - 1) / a.batch_size;
-    const size_t cells = static_cast<size_t>(batch_max * model.outputs);
+    const EpochSteps plan(a.rows_per_epoch, a.batch_size);
+    const size_t cells = static_cast<size_t>(plan.batch * model.outputs);
     std::vector<T> error(cells), scaled_error(cells);
     std::vector<T> grad_weight(static_cast<size_t>(model.outputs * model.features));
     std::vector<T> grad_bias(static_cast<size_t>(model.outputs));
     std::vector<T> valid_squares(a.valid_losses ? static_cast<size_t>(a.valid.rows * model.outputs) : 0);
     // A plain array, not a resized std::vector: std::vector<int64_t>'s out-of-line members would
     // be one weak definition shared by every instruction-set variant.
-    std::unique_ptr<int64_t[]> identity(a.order ? nullptr : new int64_t[static_cast<size_t>(rows_per_epoch)]);
+    std::unique_ptr<int64_t[]> identity(a.order ? nullptr : new int64_t[static_cast<size_t>(plan.rows)]);
     if (!a.order) {
-        for (int64_t i = 0; i < rows_per_epoch; ++i) identity[i] = i;
+        for (int64_t i = 0; i < plan.rows; ++i) identity[i] = i;
     }
     const bool gathered = a.order != nullptr;
     // Threads pay off only when a step has enough work to hide two hand-offs.
     const int threads =
-        a.threads > 1 && batch_max * model.features * model.outputs >= (int64_t(1) << 14) ? a.threads : 1;
+        a.threads > 1 && plan.batch * model.features * model.outputs >= (int64_t(1) << 14) ? a.threads : 1;
     WorkerPool pool(threads);
     const bool use_momentum = a.hyper.momentum != 0.0;
     bool momentum_ready = a.momentum_initialized;
-    // Ask whether to stop about every few million multiply-adds: often enough for a prompt
-    // Ctrl-C, rarely enough to cost nothing.
-    const int64_t work_per_step = batch_max * (model.features + 1) * (model.outputs + 1);
-    const int64_t check_every = work_per_step >= (int64_t(1) << 22) ? 1 : (int64_t(1) << 22) / work_per_step;
-    int64_t since_check = 0;
+    StopPoll poll(plan.batch, model.features, model.outputs);
 
     for (int64_t e = 0; e < a.epochs; ++e) {
         const SgdScalars<T> s =
             make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2, a.hyper.momentum,
                                 a.hyper.dampening, a.hyper.nesterov, a.hyper.maximize);
-        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : identity.get();
-        for (int64_t step = 0; step < steps_per_epoch; ++step) {
-            if (++since_check >= check_every) {
-                since_check = 0;
-                if (stop()) {
-                    out.status = TrainStatus::interrupted;
-                    return out;
-                }
+        const int64_t* epoch_rows = a.order ? a.order + e * plan.rows : identity.get();
+        for (int64_t step = 0; step < plan.steps; ++step) {
+            if (poll.due() && stop()) {
+                out.status = TrainStatus::interrupted;
+                return out;
             }
-            const int64_t start = step * a.batch_size;
-            const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
+            const int64_t start = plan.start(step);
+            const int64_t batch = plan.size(step);
             const int64_t* batch_rows = epoch_rows + start;
             T* gb = model.bias ? grad_bias.data() : nullptr;
             const T batch_loss =
                 pool.size() > 1 ? batch_gradient_threaded<T>(pool, a.data, batch_rows, gathered, batch, model,
                                                              grad_weight.data(), gb, error.data(), scaled_error.data())
-                                : batch_gradient<T>(a.data, batch_rows, rows_per_epoch - start, gathered, batch, model,
+                                : batch_gradient<T>(a.data, batch_rows, plan.rows - start, gathered, batch, model,
                                                     grad_weight.data(), gb, error.data(), scaled_error.data());
-            a.losses[e * steps_per_epoch + step] = static_cast<double>(batch_loss);
-            if (!std::isfinite(batch_loss)) {
+            a.losses[e * plan.steps + step] = static_cast<double>(batch_loss);
+            if (loss_diverged(batch_loss)) {
                 out.status = TrainStatus::diverged;
                 return out;
             }
@@ -543,14 +535,8 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
                                 use_momentum ? a.buf_bias : nullptr, s, use_momentum && !momentum_ready);
             if (use_momentum) momentum_ready = true;
             ++out.steps_done;
-            if (!finite) {
-                out.status = TrainStatus::diverged;
-                return out;
-            }
-            if (static_cast<double>(batch_loss) < a.target_loss) {
-                out.status = TrainStatus::target_loss;
-                return out;
-            }
+            out.status = status_after_update(batch_loss, finite, a.target_loss);
+            if (out.status != TrainStatus::completed) return out;
         }
         if (a.valid_losses)
             a.valid_losses[e] = static_cast<double>(loss_into<T>(pool, a.valid, model, valid_squares.data()));

@@ -21,7 +21,8 @@
 // allocation inside the loop. The single-thread finish kernel alone decides whether training
 // ends (a non-finite loss or parameter, target_loss reached) and raises a stop flag in device
 // memory that makes every later kernel return at once; it also sets a word in mapped host
-// memory so that the host stops queueing launches.
+// memory so that the host stops queueing launches. The step bookkeeping (batches, how often to
+// ask about Ctrl-C, what ends training) is the CPU loop's, from linsgd/steps.hpp.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -30,6 +31,7 @@
 
 #include "linsgd/kernels.hpp"
 #include "linsgd/math.hpp"
+#include "linsgd/steps.hpp"
 
 namespace linsgd {
 namespace cuda {
@@ -106,11 +108,6 @@ struct DeviceState {
     int momentum_ready;
     long long steps_done;
 };
-
-template <typename T>
-LINSGD_HD inline bool is_finite(T v) {
-    return v - v == T(0);
-}
 
 __device__ inline int64_t thread_index() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 
@@ -204,7 +201,7 @@ __global__ void weight_gradient_kernel(Data<T> data, const int64_t* rows, int64_
 template <typename T>
 __global__ void update_kernel(Model<T> model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias,
                               SgdScalars<T> s, const T* step_loss, DeviceState* state) {
-    if (state->stop || !is_finite(*step_loss)) return;
+    if (state->stop || loss_diverged(*step_loss)) return;
     const bool first_momentum_step = s.use_momentum && !state->momentum_ready;
     const int64_t count = model.outputs * model.features;
     const int64_t t = thread_index();
@@ -231,22 +228,19 @@ __device__ inline void halt(DeviceState* state, int* host_stop, TrainStatus stat
     __threadfence_system();
 }
 
-// The CPU loop's bookkeeping after a step, in its order.
+// The CPU loop's bookkeeping after a step, in its order (linsgd/steps.hpp).
 template <typename T>
 __global__ void finish_step_kernel(const T* step_loss, double target_loss, DeviceState* state, int* host_stop) {
     if (state->stop) return;
     const T value = *step_loss;
-    if (!is_finite(value)) {
+    if (loss_diverged(value)) {
         halt(state, host_stop, TrainStatus::diverged);
         return;
     }
     ++state->steps_done;
     state->momentum_ready = 1;
-    if (state->nonfinite) {
-        halt(state, host_stop, TrainStatus::diverged);
-        return;
-    }
-    if (static_cast<double>(value) < target_loss) halt(state, host_stop, TrainStatus::target_loss);
+    const TrainStatus status = status_after_update(value, state->nonfinite == 0, target_loss);
+    if (status != TrainStatus::completed) halt(state, host_stop, status);
 }
 
 template <typename T>
@@ -361,17 +355,15 @@ template <typename T>
 TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     TrainOutcome out;
     const Model<T>& model = a.model;
-    const int64_t rows_per_epoch = a.rows_per_epoch;
-    if (a.epochs == 0 || rows_per_epoch == 0) return out;
-    const int64_t batch_max = a.batch_size < rows_per_epoch ? a.batch_size : rows_per_epoch;
-    const int64_t steps_per_epoch = (rows_per_epoch + a.batch_size - 1) / a.batch_size;
+    if (a.epochs == 0 || a.rows_per_epoch == 0) return out;
+    const EpochSteps plan(a.rows_per_epoch, a.batch_size);
     const int64_t params = model.outputs * model.features + (model.bias ? model.outputs : 0);
-    launch_check(batch_max * model.outputs);
+    launch_check(plan.batch * model.outputs);
     launch_check(model.outputs * model.features);
     launch_check(params);
     if (a.valid_losses) launch_check(a.valid.rows * model.outputs);
 
-    DeviceArray<T> error(batch_max * model.outputs), scaled_error(batch_max * model.outputs);
+    DeviceArray<T> error(plan.batch * model.outputs), scaled_error(plan.batch * model.outputs);
     DeviceArray<T> grad_weight(model.outputs * model.features), grad_bias(model.outputs), scalars(2);
     DeviceArray<double> weight_sum(1);
     DeviceArray<T> valid_squared(a.valid_losses ? a.valid.rows * model.outputs : 0);
@@ -386,32 +378,25 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     T* const buf_bias = use_momentum && model.bias ? a.buf_bias : nullptr;
     T* const bias_grad = model.bias ? grad_bias.get() : nullptr;
     const StepBuffers<T> buffers{error.get(), scaled_error.get(), scalars.get(), weight_sum.get(), scalars.get() + 1};
-    // Ask about Ctrl-C as often as the CPU loop does; launches block once the device's queue is
-    // full, so the host never runs more than that queue ahead of the device.
-    const int64_t work_per_step = batch_max * (model.features + 1) * (model.outputs + 1);
-    const int64_t check_every = work_per_step >= (int64_t(1) << 22) ? 1 : (int64_t(1) << 22) / work_per_step;
-    int64_t since_check = 0;
+    // Launches block once the device's queue is full, so the host never runs more than that
+    // queue ahead of the device, and Ctrl-C is asked about as often as in the CPU loop.
+    StopPoll poll(plan.batch, model.features, model.outputs);
     bool interrupted = false;
 
     for (int64_t e = 0; e < a.epochs && !interrupted && !device_stopped.raised(); ++e) {
         const SgdScalars<T> s =
             make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2, a.hyper.momentum,
                                 a.hyper.dampening, a.hyper.nesterov, a.hyper.maximize);
-        const int64_t* epoch_rows = a.order ? a.order + e * rows_per_epoch : nullptr;
+        const int64_t* epoch_rows = a.order ? a.order + e * plan.rows : nullptr;
         int64_t step = 0;
-        for (; step < steps_per_epoch; ++step) {
+        for (; step < plan.steps; ++step) {
             if (device_stopped.raised()) break;
-            if (++since_check >= check_every) {
-                since_check = 0;
-                if (stop()) {
-                    interrupted = true;
-                    break;
-                }
+            if (poll.due() && stop()) {
+                interrupted = true;
+                break;
             }
-            const int64_t start = step * a.batch_size;
-            const int64_t batch = rows_per_epoch - start < a.batch_size ? rows_per_epoch - start : a.batch_size;
-            enqueue_gradient<T>(a.data, epoch_rows, start, batch, model, buffers, grad_weight.get(), bias_grad,
-                                a.losses + e * steps_per_epoch + step, state.get());
+            enqueue_gradient<T>(a.data, epoch_rows, plan.start(step), plan.size(step), model, buffers,
+                                grad_weight.get(), bias_grad, a.losses + e * plan.steps + step, state.get());
             if (params > 0)
                 update_kernel<T><<<blocks_for(params), kThreads, 0, kStream>>>(
                     model, grad_weight.get(), bias_grad, buf_weight, buf_bias, s, buffers.step_loss, state.get());
@@ -419,7 +404,7 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
                 <<<1, 1, 0, kStream>>>(buffers.step_loss, a.target_loss, state.get(), device_stopped.device());
             check_launch();
         }
-        if (step == steps_per_epoch && a.valid_losses)
+        if (step == plan.steps && a.valid_losses)
             enqueue_loss<T>(a.valid, model, valid_squared.get(), nullptr, a.valid_losses + e, state.get());
     }
 
