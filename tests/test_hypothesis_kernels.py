@@ -320,11 +320,12 @@ def test_backends_agree_bitwise_even_when_diverging_and_chunked(p, first_work, b
     if p["hyper"].get("maximize"):
         p["hyper"] = dict(p["hyper"], maximize=False)
     results = []
-    saved = kernels._FIRST_CHUNK_WORK, kernels._CHUNK_SECONDS
+    nb = linsgd._numba
+    saved = nb._FIRST_CHUNK_WORK, nb._CHUNK_SECONDS
     for backend in BACKENDS:
         W, b = p["W"].copy(), (None if p["b"] is None else p["b"].copy())
         try:
-            kernels._FIRST_CHUNK_WORK, kernels._CHUNK_SECONDS = first_work, 0.0
+            nb._FIRST_CHUNK_WORK, nb._CHUNK_SECONDS = first_work, 0.0
             res = kernels.train(
                 p["X"],
                 p["Y"],
@@ -340,7 +341,7 @@ def test_backends_agree_bitwise_even_when_diverging_and_chunked(p, first_work, b
                 **p["hyper"],
             )
         finally:
-            kernels._FIRST_CHUNK_WORK, kernels._CHUNK_SECONDS = saved
+            nb._FIRST_CHUNK_WORK, nb._CHUNK_SECONDS = saved
         if res.status == "completed":
             assert np.isfinite(W).all() and (b is None or np.isfinite(b).all())
         results.append((W, b, res))

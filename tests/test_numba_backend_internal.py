@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from fractions import Fraction
 
 import numba
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from linsgd import _numba
+from linsgd._numba import _intrinsics, _kernels
 from reference import sum_dim0, train_reference
 
 DTYPES = (np.float64, np.float32)
@@ -46,7 +48,7 @@ def assert_bits_equal(actual, expected) -> None:
 @numba.njit(cache=True)
 def _fma_arrays(a, b, c, out):
     for i in range(a.shape[0]):
-        out[i] = _numba._fma(a[i], b[i], c[i])
+        out[i] = _intrinsics._fma(a[i], b[i], c[i])
 
 
 def _exact_fma(a: float, b: float, c: float, dtype) -> float:
@@ -114,11 +116,11 @@ def test_cascade_sum_matches_model(dtype, U):
         G = (rng.standard_normal((B, U)) * 10.0 ** rng.uniform(-3, 3, (B, U))).astype(dtype)
         flat = G.ravel()
         out = np.empty(U, dtype)
-        _numba._sum_columns(flat, B, U, vec, out)
+        _kernels._sum_columns(flat, B, U, vec, out)
         want = sum_dim0(G)
         assert_bits_equal(out, want)
         # The flattened (loss) sum: the U == 1 model over B*U elements.
-        total = _numba._sum_flat(flat, B * U, vec)
+        total = _kernels._sum_flat(flat, B * U, vec)
         assert_bits_equal(np.asarray(total, dtype), sum_dim0(flat.reshape(-1, 1)))
         seq = np.zeros(U, dtype)
         for i in range(B):
@@ -471,13 +473,13 @@ def _sum_flat_scalar(data, n, vec):
     """cascade_sum_contiguous one lane at a time (scalar row_sums): the reference order."""
     if n >= vec:
         nv = n // vec
-        fin = _numba._cast(0.0, data)
+        fin = _intrinsics._cast(0.0, data)
         for k in range(nv * vec, n):
             fin = fin + data[k]
         for lane in range(vec):
-            fin = fin + _numba._row_sum(data, lane, vec, nv)
+            fin = fin + _kernels._row_sum(data, lane, vec, nv)
         return fin
-    return _numba._row_sum(data, 0, 1, n)
+    return _kernels._row_sum(data, 0, 1, n)
 
 
 def _special_values(x, rng):
@@ -509,7 +511,7 @@ def test_lockstep_cascade_matches_lane_by_lane(dtype):
     for n in sizes:
         x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 4, n)).astype(dtype)
         x = _special_values(x, rng) if n else x
-        got = _numba._sum_flat(x, n, vec)
+        got = _kernels._sum_flat(x, n, vec)
         want = _sum_flat_scalar(x, n, vec)
         assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
         if n in (70_000, 140_001):  # every cascade level, against the Appendix A1 model
@@ -517,7 +519,7 @@ def test_lockstep_cascade_matches_lane_by_lane(dtype):
     for bad in (np.inf, -np.inf, np.nan):
         x = rng.standard_normal(5000).astype(dtype)
         x[1234] = bad
-        got = _numba._sum_flat(x, x.size, vec)
+        got = _kernels._sum_flat(x, x.size, vec)
         want = _sum_flat_scalar(x, x.size, vec)
         assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
 
@@ -527,7 +529,7 @@ def _dot_scalar(x, w, n, L):
     """math.hpp's dot, one lane at a time."""
     if n < L:
         if n == 0:
-            return _numba._cast(0.0, x)
+            return _intrinsics._cast(0.0, x)
         acc = x[0] * w[0]
         for j in range(1, n):
             acc = acc + x[j] * w[j]
@@ -555,7 +557,7 @@ def _dot_rows(X, W, out):
     M, N = X.shape
     for r in range(M):
         for u in range(W.shape[0]):
-            out[r, u] = _numba._dot(X, r * N, W, u * N, N)
+            out[r, u] = _intrinsics._dot(X, r * N, W, u * N, N)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -587,7 +589,7 @@ def _core_or_skip():
     return _core
 
 
-def _run_backend(mod, X, Y, W, b, order, bs, lrs, cfg, buffers, Xv, Yv, sw):
+def _run_backend(mod, X, Y, W, b, order, bs, lrs, cfg, buffers, Xv, Yv, sw, target=math.nan):
     W, b = W.copy(), None if b is None else b.copy()
     E = lrs.shape[0]
     R = X.shape[0] if order is None else order.shape[1]
@@ -620,7 +622,7 @@ def _run_backend(mod, X, Y, W, b, order, bs, lrs, cfg, buffers, Xv, Yv, sw):
         Xv,
         Yv,
         vl,
-        math.nan,
+        target,
         sw,
     )
     out = [W, losses] + ([] if b is None else [b]) + ([] if vl is None else [vl])
@@ -681,6 +683,124 @@ def test_train_matches_compiled_backend(dtype):
                     np.float64(_numba.loss(X, Y, W, b, s)), np.float64(core.loss(X, Y, W, b, s))
                 )
     assert n_cases == 6 * 3 * len(cfgs)
+
+
+# Feature counts around every blocking boundary of either dtype (lanes of 16 doubles or 32
+# floats, rows of 4 and 8) up to a few blocks.
+HARNESS_N = (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 129, 200, 300)
+# Ways to cut a numba run: (first chunk's multiply-adds, seconds per later chunk); None: one call.
+CHUNKINGS = (None, (1, 0.0), (2_000, 0.0), (20_000, 1e-6))
+
+
+def _harness_cases(dtype, rng):
+    """``(label, args of _run_backend)``: shapes N = 1..300, U = 1..5, ragged batches, row orders
+    (shorter or longer than M, rows repeated), the momentum/nesterov/decay configurations,
+    sample weights, a validation set, with and without a bias; every fifth case has none of
+    order, momentum, validation or sample weights (the plain kernel)."""
+    for i, N in enumerate(HARNESS_N):
+        U = 1 + i % 5
+        M = int(rng.integers(5, 70))
+        X = rng.standard_normal((M, N)).astype(dtype)
+        Y = (rng.standard_normal((M, U)) * 2.0).astype(dtype)
+        W = (rng.uniform(-1, 1, (U, N)) / np.sqrt(N)).astype(dtype)
+        b = None if i % 4 == 3 else rng.uniform(-1, 1, U).astype(dtype)
+        Xv = rng.standard_normal((int(rng.integers(1, 40)), N)).astype(dtype)
+        Yv = rng.standard_normal((Xv.shape[0], U)).astype(dtype)
+        sw = rng.integers(0, 4, M).astype(dtype)
+        for k in range(5):
+            plain = k == 0
+            cfg = TRAIN_CONFIGS[0] if plain else TRAIN_CONFIGS[(i + k) % len(TRAIN_CONFIGS)]
+            E = int(rng.integers(1, 4))
+            order = None
+            if k in (1, 3):
+                R = int(rng.integers(1, 2 * M))
+                order = rng.integers(0, M, (E, R)).astype(np.int64)
+            R = M if order is None else order.shape[1]
+            bs = int(rng.choice([1, 3, 4, 8, 33, R]) if k != 4 else rng.integers(1, R + 1))
+            bs = min(bs, R)
+            lrs = (np.array([0.02, 0.01, 0.005])[:E] / np.sqrt(N * U)).astype(np.float64)
+            valid = (Xv, Yv) if k in (2, 3) else (None, None)
+            weights = sw if k == 4 or (k == 2 and i % 2) else None
+            buffers = cfg["momentum"] != 0.0
+            yield (
+                f"N={N} U={U} M={M} R={R} bs={bs} E={E} k={k} bias={b is not None}",
+                (X, Y, W, b, order, bs, lrs, cfg, buffers, *valid, weights),
+            )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_harness_against_compiled_backend(dtype, monkeypatch):
+    """The numba entry point gives ``_core.train``'s bits (W, b, losses, validation losses,
+    momentum buffers, steps and status) on every harness case, cut into chunks in several ways
+    or run in one call; with a ``target_loss`` that stops a run part-way too, and with a
+    diverging learning rate."""
+    core = _core_or_skip()
+    rng = np.random.default_rng(37)
+    statuses = set()
+    plain = n_cases = 0
+    for label, args in _harness_cases(dtype, rng):
+        want = _run_backend(core, *args)
+        finite = want[1][1][np.isfinite(want[1][1])]
+        runs = [(args, math.nan, want)]
+        if finite.size > 2:  # a target between the run's losses: it stops part-way
+            target = float(np.sort(finite)[finite.size // 2])
+            runs.append((args, target, _run_backend(core, *args, target)))
+        blown = (*args[:6], args[6] * 1e12, *args[7:])
+        runs.append((blown, math.nan, _run_backend(core, *blown)))
+        for a, target, ref in runs:
+            statuses.add(ref[0][1])
+            for chunking in CHUNKINGS:
+                first, seconds = chunking or (1 << 62, 10.0)
+                monkeypatch.setattr(_numba, "_FIRST_CHUNK_WORK", first)
+                monkeypatch.setattr(_numba, "_CHUNK_SECONDS", seconds)
+                got = _run_backend(_numba, *a, target)
+                assert got[0] == ref[0], (label, target, chunking)
+                for x, y in zip(got[1], ref[1]):
+                    try:
+                        assert_bits_equal(x, y)
+                    except AssertionError as exc:
+                        raise AssertionError(f"{label} target={target} {chunking}: {exc}") from None
+        plain += args[4] is None and not args[8] and args[9] is None and args[11] is None
+        n_cases += 1
+    assert n_cases == 5 * len(HARNESS_N) and plain >= len(HARNESS_N)
+    assert statuses == {0, 1, 2}
+
+
+def test_interrupt_between_chunks(monkeypatch):
+    """A Ctrl-C arriving during a chunk raises KeyboardInterrupt before the next one; W, b, the
+    momentum buffers and the losses then hold exactly the steps applied so far."""
+    X, Y, W0, b0 = _problem(40, 6, 2, np.float64, seed=8)
+    cfg = TRAIN_CONFIGS[1]
+    monkeypatch.setattr(_numba, "_FIRST_CHUNK_WORK", 1)  # one step per chunk
+    monkeypatch.setattr(_numba, "_CHUNK_SECONDS", 0.0)
+    real = _numba._train_once
+    seen = []
+
+    def interrupted(*a):
+        res = real(*a)
+        seen.append(res[0])
+        if len(seen) == 5:
+            signal.raise_signal(signal.SIGINT)
+        return res
+
+    monkeypatch.setattr(_numba, "_train_once", interrupted)
+    W, b = W0.copy(), b0.copy()
+    bW, bb = np.zeros_like(W), np.zeros_like(b)
+    losses = np.full(4 * 14, np.nan)
+    with pytest.raises(KeyboardInterrupt):
+        _numba.train(
+            X, Y, W, b, None, 3, np.full(4, 0.01), 0.0, True, 0.0, cfg["momentum"], 0.0,
+            False, False, bW, bb, False, losses, None, None, None, math.nan,
+        )  # fmt: skip
+    assert seen == [1] * 5
+    monkeypatch.setattr(_numba, "_train_once", real)
+    # rows 0..14 in batches of 3: the same five steps, in one call
+    _, (W5, l5, b5, bW5, bb5) = _run_backend(
+        _numba, X[:15], Y[:15], W0, b0, None, 3, np.full(1, 0.01), cfg, True, None, None, None
+    )
+    for got, want in ((W, W5), (b, b5), (bW, bW5), (bb, bb5), (losses[:5], l5)):
+        assert_bits_equal(got, want)
+    assert np.isnan(losses[5:]).all()
 
 
 def test_read_only_inputs():

@@ -285,25 +285,25 @@ def test_numba_chunks_give_the_same_bits_as_one_call(monkeypatch):
     )
 
     def run(first_work, seconds, **extra):
-        monkeypatch.setattr(kernels, "_FIRST_CHUNK_WORK", first_work)
-        monkeypatch.setattr(kernels, "_CHUNK_SECONDS", seconds)
+        monkeypatch.setattr(linsgd._numba, "_FIRST_CHUNK_WORK", first_work)
+        monkeypatch.setattr(linsgd._numba, "_CHUNK_SECONDS", seconds)
         W, b, state = W0.copy(), b0.copy(), {}
         res = kernels.train(X, Y, W, b, state=state, **kw, **extra)
         return W, b, state, res
 
     calls = []
-    real_train = linsgd._numba.train
+    real_once = linsgd._numba._train_once
 
     def counting(*a, **k):
         calls.append(a[4] is not None and a[4].shape[0])
-        return real_train(*a, **k)
+        return real_once(*a, **k)
 
     for extra in ({}, {"orders": orders}, {"target_loss": 0.5}):
         W1, b1, s1, r1 = run(1 << 40, 10.0, **extra)
-        monkeypatch.setattr(linsgd._numba, "train", counting)
+        monkeypatch.setattr(linsgd._numba, "_train_once", counting)
         calls.clear()
         W2, b2, s2, r2 = run(1, 1e-9, **extra)  # one step per call
-        monkeypatch.setattr(linsgd._numba, "train", real_train)
+        monkeypatch.setattr(linsgd._numba, "_train_once", real_once)
         assert len(calls) > 4
         assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
         assert np.array_equal(s1["momentum_buffer_W"], s2["momentum_buffer_W"])

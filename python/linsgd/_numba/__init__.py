@@ -1,0 +1,300 @@
+"""Numba backend: ``_core``'s entry points and signatures, JIT-compiled, the same bits.
+
+``loss``, ``gradient`` and ``train`` take exactly the arguments of ``linsgd._core``'s (see
+:mod:`linsgd._backends`), already validated and converted by ``linsgd.kernels``: the kernels
+trust them (dtypes, shapes, C-contiguity, ``batch_size`` in ``[1, rows per epoch]``). The
+arithmetic is in :mod:`._kernels` and :mod:`._intrinsics`.
+
+A jitted kernel cannot see a pending Ctrl-C, so :func:`train` cuts long runs into calls of about
+``_CHUNK_SECONDS``, between which Python raises ``KeyboardInterrupt`` (W, b and the buffers then
+hold the steps applied so far, as when ``_core`` raises it). Any cut gives the same bits: every
+step sees the same rows, learning rate and momentum state.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ._kernels import _NO_ORDER, _gradient_entry, _loss_entry, _train_kernel, _train_plain
+
+__all__ = ["gradient", "loss", "train"]
+
+_CHUNK_SECONDS = 0.05
+# multiply-adds in the first chunk, before any timing is known (2 U N per row of a step)
+_FIRST_CHUNK_WORK = 1 << 22
+
+# Zero-size stand-ins for the absent optional arrays, one set per dtype: nothing is ever
+# written to a zero-size array, so one set serves every call and every thread.
+_EMPTY = {np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt)) for dt in (np.float64, np.float32)}
+_NO_LOSSES = np.empty(0, dtype=np.float64)
+
+
+def loss(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    sample_weight: np.ndarray | None = None,
+) -> float:
+    """Mean squared error of the linear model ``X @ W.T + b`` over all ``M*U`` entries.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, N)
+        Inputs, C-contiguous, dtype ``T`` (float32 or float64).
+    Y : ndarray of shape (M, U)
+        Targets, dtype ``T``.
+    W : ndarray of shape (U, N)
+        Weights, dtype ``T``.
+    b : ndarray of shape (U,) or None
+        Bias, dtype ``T``; ``None`` for a model without bias.
+    sample_weight : ndarray of shape (M,) or None
+        Row weights, dtype ``T``: the weighted mean ``sum(w e^2) / (U sum(w))``.
+
+    Returns
+    -------
+    float
+        The loss, computed in ``T`` as torch's ``MSELoss`` (dot, then ``+ b``; cascade sum of
+        the squared errors; divided by ``M*U``).
+    """
+    e1 = _EMPTY[W.dtype][0]
+    return float(
+        _loss_entry(
+            X,
+            Y,
+            W,
+            e1 if b is None else b,
+            b is not None,
+            e1 if sample_weight is None else sample_weight,
+            sample_weight is not None,
+        )
+    )
+
+
+def gradient(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    gW: np.ndarray,
+    gb: np.ndarray | None,
+    sample_weight: np.ndarray | None = None,
+) -> float:
+    """Gradient of the MSE loss over the whole of ``X`` (one batch), as torch autograd gives it.
+
+    Parameters
+    ----------
+    X, Y, W, b, sample_weight
+        As in :func:`loss`.
+    gW : ndarray of shape (U, N)
+        Output: the weight gradient (sequential sum over rows, no FMA).
+    gb : ndarray of shape (U,) or None
+        Output: the bias gradient (ATen cascade sum); ``None`` exactly when ``b`` is.
+
+    Returns
+    -------
+    float
+        The batch loss (before any update).
+    """
+    e1 = _EMPTY[W.dtype][0]
+    has_b = b is not None
+    return float(
+        _gradient_entry(
+            X,
+            Y,
+            W,
+            b if has_b else e1,
+            has_b,
+            gW,
+            gb if (has_b and gb is not None) else e1,
+            e1 if sample_weight is None else sample_weight,
+            sample_weight is not None,
+        )
+    )
+
+
+def train(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    order: np.ndarray | None,
+    batch_size: int,
+    lr: np.ndarray,
+    weight_decay: float,
+    decay_bias: bool,
+    l2: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    maximize: bool,
+    buf_W: np.ndarray | None,
+    buf_b: np.ndarray | None,
+    momentum_initialized: bool,
+    losses: np.ndarray,
+    X_valid: np.ndarray | None,
+    Y_valid: np.ndarray | None,
+    valid_losses: np.ndarray | None,
+    target_loss: float,
+    sample_weight: np.ndarray | None = None,
+    threads: int = 1,
+) -> tuple[int, int]:
+    """Run ``len(lr)`` epochs of mini-batch SGD in place, bit-compatible with ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, N)
+        Inputs, C-contiguous, dtype ``T`` (float32 or float64).
+    Y : ndarray of shape (M, U)
+        Targets, dtype ``T``.
+    W : ndarray of shape (U, N)
+        Weights, dtype ``T``; updated in place.
+    b : ndarray of shape (U,) or None
+        Bias, dtype ``T``, updated in place; ``None`` for a model without bias.
+    order : ndarray of int64, shape (E, R), or None
+        The rows of each epoch, in order; ``None`` means rows ``0 .. M-1`` every epoch.
+    batch_size : int
+        Rows per step, in ``[1, R]``; the last batch of an epoch may be smaller.
+    lr : ndarray of float64, shape (E,)
+        Learning rate of each epoch.
+    weight_decay : float
+        torch's coupled weight decay, on the weights and (if ``decay_bias``) the bias.
+    decay_bias : bool
+        Whether ``weight_decay`` also applies to the bias.
+    l2 : float
+        Keras-style penalty ``l2 * sum(W**2)``, weights only (adds ``2*l2`` to their decay).
+    momentum, dampening : float
+        torch's momentum and dampening.
+    nesterov, maximize : bool
+        torch's flags.
+    buf_W, buf_b : ndarray or None
+        Momentum buffers of ``W`` and ``b``, updated in place (arrays when ``momentum != 0``;
+        ``buf_b`` is ``None`` when ``b`` is).
+    momentum_initialized : bool
+        Whether the buffers hold state; if not, the first step copies the direction into them.
+    losses : ndarray of float64, shape (E*S,)
+        Output: the batch loss of every step, before its update.
+    X_valid, Y_valid : ndarray or None
+        Validation set, evaluated after every epoch when given.
+    valid_losses : ndarray of float64, shape (E,), or None
+        Output: the validation MSE after each epoch.
+    target_loss : float
+        Stop after the first step whose batch loss is below it (NaN disables).
+    sample_weight : ndarray of shape (M,) or None
+        Row weights, as in :func:`loss`.
+    threads : int
+        Ignored (``_core``'s host threads).
+
+    Returns
+    -------
+    steps_done : int
+        Steps whose update was applied.
+    status : int
+        0 completed, 1 ``target_loss`` reached, 2 diverged (non-finite loss: step not applied;
+        or non-finite parameter after a step). An interruption raises ``KeyboardInterrupt``.
+    """
+    # float()/bool(): a Python int where numba has seen a float would compile another
+    # specialisation (numpy scalars type as the Python scalars of their kind).
+    if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
+        # The common call, straight to the few-argument kernel: numba's dispatcher types every
+        # argument of every call, and with the Python around it that is most of a small call's
+        # cost. losses.size >= the steps to run: the chunking test can only err on the safe side.
+        if 2 * losses.size * batch_size * W.size <= _FIRST_CHUNK_WORK:
+            wd = float(weight_decay)
+            return _train_plain(X, Y, W, _EMPTY[W.dtype][0] if b is None else b, batch_size, lr,
+                                wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
+                                losses, float(target_loss))  # fmt: skip
+    wd = float(weight_decay)
+    wd_w = wd + 2.0 * float(l2)
+    wd_b = wd if decay_bias else 0.0
+    mu = float(momentum)
+    if mu != 0.0 and (buf_W is None or (b is not None and buf_b is None)):
+        # no state to keep: the first step fills fresh buffers
+        buf_W = np.empty_like(W) if buf_W is None else buf_W
+        buf_b = np.empty_like(b) if b is not None and buf_b is None else buf_b
+        momentum_initialized = False
+    bs = int(batch_size)
+    rows = X.shape[0] if order is None else order.shape[1]
+    total = len(lr) * (-(-rows // bs))
+    args = (X, Y, W, b, order, bs, lr, wd_w, wd_b, mu, float(dampening),
+            bool(nesterov), bool(maximize), buf_W, buf_b, bool(momentum_initialized), losses,
+            X_valid, Y_valid, valid_losses, float(target_loss), sample_weight)  # fmt: skip
+    if total <= 1 or 2 * total * bs * W.size <= _FIRST_CHUNK_WORK:
+        return _train_once(*args)
+    return _train_chunked(*args)
+
+
+def _train_once(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
+                buf_W, buf_b, initialized, losses, X_valid, Y_valid, valid_losses, target,
+                sample_weight):  # fmt: skip
+    """One jitted call, through the few-argument kernel when that can do it."""
+    e1, e2 = _EMPTY[W.dtype]
+    has_b = b is not None
+    if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
+        return _train_plain(
+            X, Y, W, b if has_b else e1, bs, lr, wd_w, wd_b, maximize, losses, target
+        )
+    has_valid = X_valid is not None
+    return _train_kernel(
+        X, Y, W, b if has_b else e1, has_b,
+        _NO_ORDER if order is None else order, order is not None,
+        X.shape[0] if order is None else order.shape[1],
+        bs, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
+        e2 if buf_W is None else buf_W, buf_b if (has_b and buf_b is not None) else e1,
+        initialized, losses,
+        X_valid if has_valid else e2, Y_valid if has_valid else e2,
+        valid_losses if has_valid else _NO_LOSSES, has_valid,
+        target,
+        e1 if sample_weight is None else sample_weight, sample_weight is not None,
+    )  # fmt: skip
+
+
+def _train_chunked(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nesterov,
+                   maximize, buf_W, buf_b, initialized, losses, X_valid, Y_valid, valid_losses,
+                   target, sample_weight):  # fmt: skip
+    """:func:`_train_once` over all epochs, in chunks of whole epochs or of one epoch's steps."""
+    rows = X.shape[0] if order is None else order.shape[1]
+    n_epochs = lr.shape[0]
+    steps_per_epoch = -(-rows // bs)
+    total = n_epochs * steps_per_epoch
+    budget = max(1, _FIRST_CHUNK_WORK // max(1, 2 * bs * W.size))
+    steps_done = 0
+    g = 0  # the next global step index (epoch * steps_per_epoch + step)
+    while g < total:
+        e, s = divmod(g, steps_per_epoch)
+        vl = None
+        if s == 0 and budget >= steps_per_epoch:
+            ne = min(budget // steps_per_epoch, n_epochs - e)
+            k = ne * steps_per_epoch
+            sub_order = None if order is None else order[e : e + ne]
+            sub_lr = lr[e : e + ne]
+            if valid_losses is not None:
+                vl = valid_losses[e : e + ne]
+        else:
+            k = min(budget, steps_per_epoch - s)
+            r0, r1 = s * bs, min((s + k) * bs, rows)
+            sub_order = (
+                np.arange(r0, r1, dtype=np.int64) if order is None else order[e, r0:r1]
+            ).reshape(1, -1)
+            sub_lr = lr[e : e + 1]
+            if valid_losses is not None and s + k == steps_per_epoch:
+                vl = valid_losses[e : e + 1]
+        xv, yv = (None, None) if vl is None else (X_valid, Y_valid)
+        t0 = time.perf_counter()
+        st, status = _train_once(
+            X, Y, W, b, sub_order, bs, sub_lr, wd_w, wd_b, momentum, dampening, nesterov,
+            maximize, buf_W, buf_b, initialized, losses[g : g + k], xv, yv, vl, target,
+            sample_weight,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        steps_done += st
+        if momentum != 0.0 and st > 0:
+            initialized = True
+        if status != 0:
+            return steps_done, status
+        g += k
+        # the next chunk: about _CHUNK_SECONDS at the speed just measured, growing at most 4x
+        budget = max(1, min(int(k / max(elapsed, 1e-6) * _CHUNK_SECONDS), 4 * k))
+    return steps_done, 0
