@@ -199,7 +199,8 @@ def run_epochs(
             if bar is None:
                 res = kernels.train(
                     X, Y, W, b, batch_size=bs, epochs=E,
-                    lr=lr_of if type(lr_of) is float else lrs, orders=orders, eval_set=ev,
+                    lr=lr_of if type(lr_of) is float else np.array(lrs, dtype=np.float64),
+                    orders=orders, eval_set=ev,
                     state=state, target_loss=s.target_loss, sample_weight=sw,
                     check_finite=False, backend=s.backend, n_threads=s.n_threads, **s.hyper,
                 )  # fmt: skip
