@@ -14,6 +14,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+import linsgd._call
 from reference import make_problem, naive_gradient, train_reference
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
@@ -879,7 +880,7 @@ class _FakeCudaModule:
 
 def test_gpu_arrays_are_routed_to_the_cuda_backend(backend, monkeypatch):
     fake = _FakeCudaModule(backend)
-    monkeypatch.setattr(kernels, "_device_module", lambda name: fake)
+    monkeypatch.setattr(linsgd._call, "_device_backend", lambda name: fake)
     monkeypatch.setattr(
         linsgd._cuda_dispatch,
         "zeros_like",

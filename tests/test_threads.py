@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-import linsgd
+import linsgd._checks as checks
 from helpers import DT_IDS, DTYPES
 from linsgd import LinearRegressor, kernels
 from reference import make_problem
@@ -156,11 +156,11 @@ def test_n_threads_is_an_estimator_parameter():
 
 def test_minus_one_means_every_cpu(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 5)
-    assert kernels._n_threads(-1) == 5
+    assert checks.thread_count(-1) == 5
     monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert kernels._n_threads(-1) == 1
+    assert checks.thread_count(-1) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 100_000)
-    assert kernels._n_threads(-1) == 1024
+    assert checks.thread_count(-1) == 1024
 
 
 BAD_THREADS = [
@@ -279,4 +279,4 @@ def test_core_train_and_run_check_threads():
             )
     assert np.array_equal(base["W"], W0)
     assert _core.train(**base, threads=4) == (3, 0)
-    assert linsgd.kernels._MAX_THREADS == 1024
+    assert checks.MAX_THREADS == 1024

@@ -39,7 +39,7 @@ def _data(
         dt = X.dtype
         if (dt is _F64 or dt is _F32) and Y.dtype is dt and X.ndim == 2:
             m = X.shape[0]
-            y = Y.reshape(m, 1) if Y.ndim == 1 else Y
+            y = Y.reshape(m, 1) if Y.ndim == 1 and Y.shape[0] == m else Y
             fx, fy = X.flags, y.flags
             if (
                 m and y.ndim == 2 and y.shape[0] == m and y.shape[1]
