@@ -310,6 +310,15 @@ def _momentum_buffers(state: dict | None, w: Any, bias: Any, device: bool) -> tu
 # ----------------------------------------------------------------------------- the call
 
 
+def _keep_state(state: dict, bw: Any, bb: Any, initialized: bool, steps: int) -> None:
+    """Keep the momentum buffers (once a momentum step ran) and the step count in ``state``."""
+    if bw is not None and (initialized or steps > 0):
+        state["momentum_buffer_W"] = bw
+        if bb is not None:
+            state["momentum_buffer_b"] = bb
+    state["step"] = int(state.get("step", 0)) + steps
+
+
 class TrainCall:
     """One checked, converted call of a backend's ``train``: its arguments in the backend's
     order, and what the caller needs to read the outcome."""
@@ -321,13 +330,8 @@ class TrainCall:
         if self.epochs == 0:
             return 0, 0
         steps, status = self.module.train(*self.args)
-        state = self.state
-        if state is not None:
-            if self.bw is not None and (self.initialized or steps > 0):
-                state["momentum_buffer_W"] = self.bw
-                if self.bb is not None:
-                    state["momentum_buffer_b"] = self.bb
-            state["step"] = int(state.get("step", 0)) + steps
+        if self.state is not None:
+            _keep_state(self.state, self.bw, self.bb, self.initialized, steps)
         return steps, status
 
     @property
@@ -550,11 +554,7 @@ def run_call(
             _NAN if target_loss is None else float(target_loss), None, n_threads,
         )  # fmt: skip
     if state is not None:
-        if bw is not None and (initialized or steps > 0):
-            state["momentum_buffer_W"] = bw
-            if bb is not None:
-                state["momentum_buffer_b"] = bb
-        state["step"] = int(state.get("step", 0)) + steps
+        _keep_state(state, bw, bb, initialized, steps)
     return losses, vl, steps, status, -(-m // bs)
 
 

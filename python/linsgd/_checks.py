@@ -230,6 +230,10 @@ def require_finite(a: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinity")
 
 
+def _owns_memory(a: Any) -> bool:
+    return type(a) is _ND and a.flags.owndata
+
+
 def _owner(a: np.ndarray) -> Any:
     base = a.base
     return a if base is None else base
@@ -251,8 +255,7 @@ def no_shared_memory(outputs: list, inputs: list) -> None:
             if j == i:
                 continue
             oc = _owner(c)
-            if oa is not oc and type(oa) is _ND and type(oc) is _ND and oa.flags.owndata:
-                if oc.flags.owndata:
-                    continue  # two separate allocations
+            if oa is not oc and _owns_memory(oa) and _owns_memory(oc):
+                continue  # two separate allocations
             if np.may_share_memory(a, c):
                 raise ValueError(f"{an} shares memory with {cn}; pass separate arrays")

@@ -11,13 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import is_torch_tensor
 from ._shuffle import torch_mt19937
 
 __all__ = [
     "TorchInteropMixin",
     "import_torch",
-    "is_torch_tensor",
     "linear_to_arrays",
     "make_linear",
     "make_sgd",

@@ -53,9 +53,6 @@ def _as_array(a: Any, name: str) -> np.ndarray:
     return arr
 
 
-_check_finite = ck.require_finite
-
-
 def _ready(a: Any, dt: np.dtype | None) -> bool:
     """Whether ``a`` is already what the checks below would make of it: a C-contiguous,
     aligned numpy array of the model dtype (``dt``, or float32/float64 when None)."""
@@ -72,7 +69,7 @@ def check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = Non
     """Validate a 2-D feature matrix; cast to ``dt`` (None: keep float32, else float64)."""
     if _ready(a, dt) and a.ndim == 2 and a.shape[0] >= 1 and a.shape[1] >= 1:
         if n_features is None or a.shape[1] == n_features:
-            _check_finite(a, name)
+            ck.require_finite(a, name)
             return a
     arr = _as_array(a, name)
     if arr.ndim != 2:
@@ -101,14 +98,14 @@ def check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = Non
     if dt is None:
         dt = np.dtype(np.float32) if arr.dtype == np.float32 else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dt)
-    _check_finite(arr, name)
+    ck.require_finite(arr, name)
     return arr
 
 
 def check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.ndarray:
     """Validate targets; return them 1-D ``(M,)`` or 2-D ``(M, U)``, cast to ``dt``."""
     if _ready(a, dt) and 1 <= a.ndim <= 2 and a.shape[0] == n_samples and a.size >= n_samples:
-        _check_finite(a, name)
+        ck.require_finite(a, name)
         return a
     if a is None:
         raise ValueError(
@@ -126,7 +123,7 @@ def check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.n
     if arr.ndim == 2 and arr.shape[1] < 1:
         raise ValueError(f"{name} has no outputs: shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dt)
-    _check_finite(arr, name)
+    ck.require_finite(arr, name)
     return arr
 
 
@@ -152,7 +149,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
             f"sample_weight must have shape ({n_samples},), one weight per row of X, got {sw.shape}"
         )
     sw = np.ascontiguousarray(sw, dtype=np.float64)
-    _check_finite(sw, "sample_weight")
+    ck.require_finite(sw, "sample_weight")
     if (sw < 0).any():
         raise ValueError("sample_weight must be >= 0, got negative weights")
     if not (sw > 0).any():
@@ -172,7 +169,7 @@ def initial_params(coef_init, intercept_init, N, U, dt, fit_intercept, seed):
             want = f"({N},) or (1, {N})" if U == 1 else f"({U}, {N})"
             raise ValueError(f"coef_init must have shape {want}, got {c.shape}")
         W = np.array(c.reshape(U, N), dtype=dt, order="C", copy=True)
-        _check_finite(W, "coef_init")
+        ck.require_finite(W, "coef_init")
     if not fit_intercept:
         if intercept_init is not None and np.any(np.asarray(intercept_init) != 0):
             raise ValueError("intercept_init must be None when fit_intercept=False")
@@ -185,7 +182,7 @@ def initial_params(coef_init, intercept_init, N, U, dt, fit_intercept, seed):
             want = "a scalar or shape (1,)" if U == 1 else f"shape ({U},)"
             raise ValueError(f"intercept_init must be {want}, got shape {c.shape}")
         b = np.array(c.reshape(U), dtype=dt, order="C", copy=True)
-        _check_finite(b, "intercept_init")
+        ck.require_finite(b, "intercept_init")
     return W, b
 
 
