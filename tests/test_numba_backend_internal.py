@@ -97,6 +97,32 @@ def test_fma_intrinsic_is_correctly_rounded(dtype):
     assert n_differ > 1000, "the cases must exercise fused != unfused"
 
 
+@numba.njit(
+    _nrt=False
+)  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _scratch_roundtrip(like, n):
+    s = _intrinsics._scratch(n, like)
+    got = s.shape[0]
+    for i in range(got):
+        s[i] = i
+    total = 0.0
+    for i in range(got):
+        total += s[i]
+    if got:
+        _intrinsics._release(s)
+    return got, total
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scratch_gives_the_size_asked_or_nothing(dtype):
+    """The runtime-free scratch holds n writable elements, or none when malloc refuses (too
+    large, a size in bytes that overflows, a negative size)."""
+    like = np.zeros(1, dtype)
+    assert _scratch_roundtrip(like, 1000) == (1000, 999 * 1000 / 2)
+    for n in (1 << 46, 1 << 62, -3):
+        assert _scratch_roundtrip(like, n) == (0, 0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # cascade sum
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ._kernels import _NO_ORDER, _gradient_entry, _loss_entry, _train_kernel, _train_plain
+from ._kernels import _NO_ORDER, _gradient_entry, _loss_entry, _train_entry, _train_plain
 
 __all__ = ["gradient", "loss", "train"]
 
@@ -60,17 +60,9 @@ def loss(
         the squared errors; divided by ``M*U``).
     """
     e1 = _EMPTY[W.dtype][0]
-    return float(
-        _loss_entry(
-            X,
-            Y,
-            W,
-            e1 if b is None else b,
-            b is not None,
-            e1 if sample_weight is None else sample_weight,
-            sample_weight is not None,
-        )
-    )
+    sw = e1 if sample_weight is None else sample_weight
+    value, ok = _loss_entry(X, Y, W, e1 if b is None else b, b is not None, sw, sw is not e1)
+    return float(value) if ok else _no_memory()
 
 
 def gradient(
@@ -100,19 +92,10 @@ def gradient(
     """
     e1 = _EMPTY[W.dtype][0]
     has_b = b is not None
-    return float(
-        _gradient_entry(
-            X,
-            Y,
-            W,
-            b if has_b else e1,
-            has_b,
-            gW,
-            gb if (has_b and gb is not None) else e1,
-            e1 if sample_weight is None else sample_weight,
-            sample_weight is not None,
-        )
-    )
+    sw = e1 if sample_weight is None else sample_weight
+    gb = gb if (has_b and gb is not None) else e1
+    value, ok = _gradient_entry(X, Y, W, b if has_b else e1, has_b, gW, gb, sw, sw is not e1)
+    return float(value) if ok else _no_memory()
 
 
 def train(
@@ -203,9 +186,10 @@ def train(
         # cost. losses.size >= the steps to run: the chunking test can only err on the safe side.
         if 2 * losses.size * batch_size * W.size <= _FIRST_CHUNK_WORK:
             wd = float(weight_decay)
-            return _train_plain(X, Y, W, _EMPTY[W.dtype][0] if b is None else b, batch_size, lr,
-                                wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
-                                losses, float(target_loss))  # fmt: skip
+            res = _train_plain(X, Y, W, _EMPTY[W.dtype][0] if b is None else b, batch_size, lr,
+                               wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
+                               losses, float(target_loss))  # fmt: skip
+            return res if res[1] >= 0 else _no_memory()
     wd = float(weight_decay)
     wd_w = wd + 2.0 * float(l2)
     wd_b = wd if decay_bias else 0.0
@@ -222,8 +206,13 @@ def train(
             bool(nesterov), bool(maximize), buf_W, buf_b, bool(momentum_initialized), losses,
             X_valid, Y_valid, valid_losses, float(target_loss), sample_weight)  # fmt: skip
     if total <= 1 or 2 * total * bs * W.size <= _FIRST_CHUNK_WORK:
-        return _train_once(*args)
+        res = _train_once(*args)
+        return res if res[1] >= 0 else _no_memory()
     return _train_chunked(*args)
+
+
+def _no_memory():
+    raise MemoryError("the numba backend could not allocate its scratch memory")
 
 
 def _train_once(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
@@ -237,7 +226,7 @@ def _train_once(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nest
             X, Y, W, b if has_b else e1, bs, lr, wd_w, wd_b, maximize, losses, target
         )
     has_valid = X_valid is not None
-    return _train_kernel(
+    return _train_entry(
         X, Y, W, b if has_b else e1, has_b,
         _NO_ORDER if order is None else order, order is not None,
         X.shape[0] if order is None else order.shape[1],
@@ -289,6 +278,8 @@ def _train_chunked(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, n
             sample_weight,
         )  # fmt: skip
         elapsed = time.perf_counter() - t0
+        if status < 0:
+            _no_memory()
         steps_done += st
         if momentum != 0.0 and st > 0:
             initialized = True

@@ -200,3 +200,58 @@ def _vacc(typingctx, acc, data, off, count):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def _scratch(typingctx, n, like):
+    """``n`` uninitialised elements of ``like``'s dtype from ``malloc``, as an array that no
+    reference count tracks, so that the kernels can run without numba's runtime (whose entry
+    would wrap every array argument in a new reference-counted handle, on every call). Zero
+    elements when ``malloc`` fails; :func:`_release` frees it."""
+    if not (_float_array(like) and isinstance(n, types.Integer)):
+        return None
+    arrty = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        n_ = context.cast(builder, args[0], signature.args[0], types.intp)
+        itemsize = ir.Constant(intp, like.dtype.bitwidth // 8)
+        malloc = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(cgutils.voidptr_t, [intp]), "malloc"
+        )
+        # a size that does not fit asks for SIZE_MAX bytes, which malloc refuses
+        fits = builder.icmp_unsigned(
+            "<=", n_, ir.Constant(intp, (2**63 - 1) // (like.dtype.bitwidth // 8))
+        )
+        nbytes = builder.select(fits, builder.mul(n_, itemsize), ir.Constant(intp, -1))
+        ptr = builder.call(malloc, [nbytes])
+        size = builder.select(cgutils.is_not_null(builder, ptr), n_, ir.Constant(intp, 0))
+        ary = context.make_array(arrty)(context, builder)
+        context.populate_array(
+            ary,
+            data=builder.bitcast(ptr, ary.data.type),
+            shape=[size],
+            strides=[itemsize],
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return ary._getvalue()
+
+    return arrty(n, like), codegen
+
+
+@intrinsic
+def _release(typingctx, a):
+    """``free`` the memory of an array made by :func:`_scratch`."""
+    if not (_float_array(a) and a.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        free = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t]), "free"
+        )
+        data = context.make_array(a)(context, builder, args[0]).data
+        builder.call(free, [builder.bitcast(data, cgutils.voidptr_t)])
+        return context.get_dummy_value()
+
+    return types.none(a), codegen

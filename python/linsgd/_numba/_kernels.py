@@ -18,15 +18,14 @@ import math
 import numba
 import numpy as np
 
-from ._intrinsics import _block, _cast, _dot, _fma, _vacc
+from ._intrinsics import _block, _cast, _dot, _fma, _release, _scratch, _vacc
 
 # error_model="numpy": IEEE division (x/0 -> inf/nan) instead of raising ZeroDivisionError, so an
 # empty set's loss is NaN as in torch.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-# The kernels below the entry points never allocate: they run without numba's runtime
-# (``_nrt=False``, as ``numba.extending.register_jitable`` documents), so no call and no array
-# variable costs reference counting (two atomic operations per array, per call or per copy).
-# Only the entry points, which allocate the scratch, use the runtime.
+# Everything, the entry points included, runs without numba's runtime (``_nrt=False``): no
+# array costs reference counting, and the entry does not wrap each array argument in a new
+# reference-counted handle (a third of a small call's cost). Scratch comes from _scratch.
 _KERNEL = dict(_JIT, _nrt=False)
 # The absent row order. numba freezes a global array into the code as a read-only constant; the
 # entry layer passes this same array, read-only, so that both share one specialisation.
@@ -479,21 +478,27 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
     return bad == 0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
+def _scratch_size(W, has_b, R, batch_size, Xv, has_valid):
+    """Elements of _train_kernel's scratch: the scaled and the squared errors of a batch, the
+    validation set's squared errors, the gradients, the cascade levels."""
+    U, N = W.shape
+    nvu = Xv.shape[0] * U if has_valid else 0
+    return 2 * min(batch_size, R) * U + nvu + U * N + (U if has_b else 0) + 4 * _block(W)
+
+
+@numba.njit(**_KERNEL)
 def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b, momentum,
                   dampening, nesterov, maximize, buf_W, buf_b, initialized, losses, Xv, Yv,
-                  vlosses, has_valid, target_loss, SW, has_sw):  # fmt: skip
+                  vlosses, has_valid, target_loss, SW, has_sw, scratch):  # fmt: skip
     """sgd.cpp's ``train``: ``lr.shape[0]`` epochs of steps, in place; (steps, status)."""
     U, N = W.shape
     E = lr.shape[0]
     S = (R + batch_size - 1) // batch_size
-    # Scratch, one allocation per call: the scaled and the squared errors of a batch, the
-    # validation set's squared errors, the gradients, the cascade levels.
     nbu = min(batch_size, R) * U
     nvu = Xv.shape[0] * U if has_valid else 0
     ngb = U if has_b else 0
     o = 2 * nbu + nvu
-    scratch = np.empty(o + U * N + ngb + 4 * _block(W), dtype=W.dtype)
     G = scratch[:nbu]
     SQ = scratch[nbu : 2 * nbu]
     SQv = scratch[2 * nbu : o]
@@ -541,35 +546,59 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, 
     return steps, 0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
+def _train_entry(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b, momentum,
+                 dampening, nesterov, maximize, buf_W, buf_b, initialized, losses, Xv, Yv,
+                 vlosses, has_valid, target_loss, SW, has_sw):  # fmt: skip
+    """_train_kernel with its scratch; status -1 when there is no memory for it."""
+    n = _scratch_size(W, has_b, R, batch_size, Xv, has_valid)
+    scratch = _scratch(n, W)
+    if scratch.shape[0] != n:
+        return 0, -1
+    res = _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b,
+                        momentum, dampening, nesterov, maximize, buf_W, buf_b, initialized,
+                        losses, Xv, Yv, vlosses, has_valid, target_loss, SW, has_sw,
+                        scratch)  # fmt: skip
+    _release(scratch)
+    return res
+
+
+@numba.njit(**_KERNEL)
 def _train_plain(X, Y, W, b, batch_size, lr, wd_w, wd_b, maximize, losses, target_loss):
-    """``_train_kernel`` without order, momentum, validation or sample weights: the common call,
-    with few arguments for the dispatcher to type and no allocation for the absent ones."""
+    """``_train_entry`` without order, momentum, validation or sample weights: the common call,
+    with few arguments for the dispatcher to type."""
     no = np.bool_(False)
     # an empty b is no bias (with U == 0 nothing depends on it)
     has_b = b.shape[0] != 0
     e1 = b[:0]
     e2 = W[:0]
-    return _train_kernel(X, Y, W, b, has_b, _NO_ORDER, no, X.shape[0], batch_size, lr, wd_w,
-                         wd_b, 0.0, 0.0, no, maximize, e2, e1, no, losses, e2, e2, losses[:0], no,
-                         target_loss, e1, no)  # fmt: skip
+    return _train_entry(X, Y, W, b, has_b, _NO_ORDER, no, X.shape[0], batch_size, lr, wd_w,
+                        wd_b, 0.0, 0.0, no, maximize, e2, e1, no, losses, e2, e2, losses[:0], no,
+                        target_loss, e1, no)  # fmt: skip
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
 def _loss_entry(X, Y, W, b, has_b, SW, has_sw):
-    SQ = np.empty(X.shape[0] * W.shape[0], dtype=W.dtype)
-    CS = np.empty(4 * _block(W), dtype=W.dtype)
-    return _loss_kernel(X, Y, W, b, has_b, SQ, CS, SW, has_sw)
+    """(loss, whether there was memory for the scratch)."""
+    n = X.shape[0] * W.shape[0]
+    scratch = _scratch(n + 4 * _block(W), W)
+    if scratch.shape[0] != n + 4 * _block(W):
+        return _cast(0.0, W), False
+    res = _loss_kernel(X, Y, W, b, has_b, scratch[:n], scratch[n:], SW, has_sw)
+    _release(scratch)
+    return res, True
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_KERNEL)
 def _gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw):
+    """(batch loss, whether there was memory for the scratch); writes gW, gb."""
     M = X.shape[0]
-    U = W.shape[0]
-    G = np.empty(M * U, dtype=W.dtype)
-    SQ = np.empty(M * U, dtype=W.dtype)
-    CS = np.empty(4 * _block(W), dtype=W.dtype)
+    n = M * W.shape[0]
+    scratch = _scratch(2 * n + 4 * _block(W), W)
+    if scratch.shape[0] != 2 * n + 4 * _block(W):
+        return _cast(0.0, W), False
     nil = np.intp(0)
-    return _batch_grad(
-        X, Y, W, b, has_b, _NO_ORDER, np.bool_(False), nil, nil, M, gW, gb, G, SQ, CS, SW, has_sw
-    )
+    res = _batch_grad(X, Y, W, b, has_b, _NO_ORDER, np.bool_(False), nil, nil, M, gW, gb,
+                      scratch[:n], scratch[n : 2 * n], scratch[2 * n :], SW, has_sw)  # fmt: skip
+    _release(scratch)
+    return res, True
