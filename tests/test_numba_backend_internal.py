@@ -127,6 +127,21 @@ def test_scratch_gives_the_size_asked_or_nothing(dtype):
 # cascade sum
 
 
+@numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _sum_flat(data, n, vec):
+    """``torch.sum`` of the contiguous ``data[:n]`` (``vec``, the AVX2 lane count, unused: the
+    kernels derive it from the dtype)."""
+    cs = np.empty(4 * (128 // data.itemsize), dtype=data.dtype)
+    return _kernels._sum_contiguous(data, np.intp(0), n, cs)
+
+
+@numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
+def _sum_columns(data, B, U, vec, out):
+    """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)``."""
+    cs = np.empty(4 * (128 // data.itemsize), dtype=data.dtype)
+    _kernels._column_sums(data, B, U, out, cs)
+
+
 CASCADE_B = [*range(1, 71), 127, 128, 257, 600]
 
 
@@ -142,11 +157,11 @@ def test_cascade_sum_matches_model(dtype, U):
         G = (rng.standard_normal((B, U)) * 10.0 ** rng.uniform(-3, 3, (B, U))).astype(dtype)
         flat = G.ravel()
         out = np.empty(U, dtype)
-        _kernels._sum_columns(flat, B, U, vec, out)
+        _sum_columns(flat, B, U, vec, out)
         want = sum_dim0(G)
         assert_bits_equal(out, want)
         # The flattened (loss) sum: the U == 1 model over B*U elements.
-        total = _kernels._sum_flat(flat, B * U, vec)
+        total = _sum_flat(flat, B * U, vec)
         assert_bits_equal(np.asarray(total, dtype), sum_dim0(flat.reshape(-1, 1)))
         seq = np.zeros(U, dtype)
         for i in range(B):
@@ -537,7 +552,7 @@ def test_lockstep_cascade_matches_lane_by_lane(dtype):
     for n in sizes:
         x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 4, n)).astype(dtype)
         x = _special_values(x, rng) if n else x
-        got = _kernels._sum_flat(x, n, vec)
+        got = _sum_flat(x, n, vec)
         want = _sum_flat_scalar(x, n, vec)
         assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
         if n in (70_000, 140_001):  # every cascade level, against the Appendix A1 model
@@ -545,7 +560,7 @@ def test_lockstep_cascade_matches_lane_by_lane(dtype):
     for bad in (np.inf, -np.inf, np.nan):
         x = rng.standard_normal(5000).astype(dtype)
         x[1234] = bad
-        got = _kernels._sum_flat(x, x.size, vec)
+        got = _sum_flat(x, x.size, vec)
         want = _sum_flat_scalar(x, x.size, vec)
         assert_bits_equal(np.asarray(got, dtype), np.asarray(want, dtype))
 
@@ -721,8 +736,8 @@ CHUNKINGS = (None, (1, 0.0), (2_000, 0.0), (20_000, 1e-6))
 def _harness_cases(dtype, rng):
     """``(label, args of _run_backend)``: shapes N = 1..300, U = 1..5, ragged batches, row orders
     (shorter or longer than M, rows repeated), the momentum/nesterov/decay configurations,
-    sample weights, a validation set, with and without a bias; every fifth case has none of
-    order, momentum, validation or sample weights (the plain kernel)."""
+    sample weights, a validation set, with and without a bias. Settings k = 0 and 5 have no
+    order, validation or sample weights (the few-argument kernels), k = 5 with momentum."""
     for i, N in enumerate(HARNESS_N):
         U = 1 + i % 5
         M = int(rng.integers(5, 70))
@@ -733,9 +748,13 @@ def _harness_cases(dtype, rng):
         Xv = rng.standard_normal((int(rng.integers(1, 40)), N)).astype(dtype)
         Yv = rng.standard_normal((Xv.shape[0], U)).astype(dtype)
         sw = rng.integers(0, 4, M).astype(dtype)
-        for k in range(5):
-            plain = k == 0
-            cfg = TRAIN_CONFIGS[0] if plain else TRAIN_CONFIGS[(i + k) % len(TRAIN_CONFIGS)]
+        for k in range(6):
+            if k == 0:
+                cfg = TRAIN_CONFIGS[0]
+            elif k == 5:
+                cfg = TRAIN_CONFIGS[(1, 2, 3, 5)[i % 4]]
+            else:
+                cfg = TRAIN_CONFIGS[(i + k) % len(TRAIN_CONFIGS)]
             E = int(rng.integers(1, 4))
             order = None
             if k in (1, 3):
@@ -786,9 +805,9 @@ def test_train_harness_against_compiled_backend(dtype, monkeypatch):
                         assert_bits_equal(x, y)
                     except AssertionError as exc:
                         raise AssertionError(f"{label} target={target} {chunking}: {exc}") from None
-        plain += args[4] is None and not args[8] and args[9] is None and args[11] is None
+        plain += args[4] is None and args[9] is None and args[11] is None
         n_cases += 1
-    assert n_cases == 5 * len(HARNESS_N) and plain >= len(HARNESS_N)
+    assert n_cases == 6 * len(HARNESS_N) and plain >= 2 * len(HARNESS_N)
     assert statuses == {0, 1, 2}
 
 
@@ -799,7 +818,7 @@ def test_interrupt_between_chunks(monkeypatch):
     cfg = TRAIN_CONFIGS[1]
     monkeypatch.setattr(_numba, "_FIRST_CHUNK_WORK", 1)  # one step per chunk
     monkeypatch.setattr(_numba, "_CHUNK_SECONDS", 0.0)
-    real = _numba._train_once
+    real = _numba._train_entry
     seen = []
 
     def interrupted(*a):
@@ -809,7 +828,7 @@ def test_interrupt_between_chunks(monkeypatch):
             signal.raise_signal(signal.SIGINT)
         return res
 
-    monkeypatch.setattr(_numba, "_train_once", interrupted)
+    monkeypatch.setattr(_numba, "_train_entry", interrupted)
     W, b = W0.copy(), b0.copy()
     bW, bb = np.zeros_like(W), np.zeros_like(b)
     losses = np.full(4 * 14, np.nan)
@@ -819,7 +838,7 @@ def test_interrupt_between_chunks(monkeypatch):
             False, False, bW, bb, False, losses, None, None, None, math.nan,
         )  # fmt: skip
     assert seen == [1] * 5
-    monkeypatch.setattr(_numba, "_train_once", real)
+    monkeypatch.setattr(_numba, "_train_entry", real)
     # rows 0..14 in batches of 3: the same five steps, in one call
     _, (W5, l5, b5, bW5, bb5) = _run_backend(
         _numba, X[:15], Y[:15], W0, b0, None, 3, np.full(1, 0.01), cfg, True, None, None, None

@@ -17,7 +17,14 @@ import time
 
 import numpy as np
 
-from ._kernels import _NO_ORDER, _gradient_entry, _loss_entry, _train_entry, _train_plain
+from ._kernels import (
+    _NO_ORDER,
+    _gradient_entry,
+    _loss_entry,
+    _train_entry,
+    _train_momentum,
+    _train_plain,
+)
 
 __all__ = ["gradient", "loss", "train"]
 
@@ -178,114 +185,77 @@ def train(
         0 completed, 1 ``target_loss`` reached, 2 diverged (non-finite loss: step not applied;
         or non-finite parameter after a step). An interruption raises ``KeyboardInterrupt``.
     """
-    # float()/bool(): a Python int where numba has seen a float would compile another
-    # specialisation (numpy scalars type as the Python scalars of their kind).
-    if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
-        # The common call, straight to the few-argument kernel: numba's dispatcher types every
-        # argument of every call, and with the Python around it that is most of a small call's
-        # cost. losses.size >= the steps to run: the chunking test can only err on the safe side.
-        if 2 * losses.size * batch_size * W.size <= _FIRST_CHUNK_WORK:
-            wd = float(weight_decay)
-            res = _train_plain(X, Y, W, _EMPTY[W.dtype][0] if b is None else b, batch_size, lr,
-                               wd + 2.0 * float(l2), wd if decay_bias else 0.0, bool(maximize),
-                               losses, float(target_loss))  # fmt: skip
-            return res if res[1] >= 0 else _no_memory()
-    wd = float(weight_decay)
-    wd_w = wd + 2.0 * float(l2)
-    wd_b = wd if decay_bias else 0.0
-    mu = float(momentum)
-    if mu != 0.0 and (buf_W is None or (b is not None and buf_b is None)):
+    has_b = b is not None
+    if momentum != 0.0 and (buf_W is None or (has_b and buf_b is None)):
         # no state to keep: the first step fills fresh buffers
         buf_W = np.empty_like(W) if buf_W is None else buf_W
-        buf_b = np.empty_like(b) if b is not None and buf_b is None else buf_b
+        buf_b = np.empty_like(b) if has_b and buf_b is None else buf_b
         momentum_initialized = False
+    # float()/bool(): a Python int where numba has seen a float would compile another
+    # specialisation (numpy scalars type as the Python scalars of their kind).
+    wd = float(weight_decay)
+    if order is None and X_valid is None and sample_weight is None:
+        # The common calls, straight to a few-argument kernel: numba's dispatcher types every
+        # argument of every call, and with the Python around it that is most of a small call's
+        # cost. losses.size is E*S, the steps of the call.
+        if 2 * losses.size * batch_size * W.size <= _FIRST_CHUNK_WORK:
+            bias = b if has_b else _EMPTY[W.dtype][0]
+            if momentum == 0.0:
+                res = _train_plain(X, Y, W, bias, batch_size, lr, wd + 2.0 * float(l2),
+                                   wd if decay_bias else 0.0, bool(maximize), losses,
+                                   float(target_loss))  # fmt: skip
+            else:
+                res = _train_momentum(X, Y, W, bias, batch_size, lr, wd + 2.0 * float(l2),
+                                      wd if decay_bias else 0.0, float(momentum),
+                                      float(dampening), bool(nesterov), bool(maximize), buf_W,
+                                      buf_b if has_b else bias, bool(momentum_initialized),
+                                      losses, float(target_loss))  # fmt: skip
+            return res if res[1] >= 0 else _no_memory()
+    e1, e2 = _EMPTY[W.dtype]
+    has_valid = X_valid is not None
     bs = int(batch_size)
-    rows = X.shape[0] if order is None else order.shape[1]
-    total = len(lr) * (-(-rows // bs))
-    args = (X, Y, W, b, order, bs, lr, wd_w, wd_b, mu, float(dampening),
-            bool(nesterov), bool(maximize), buf_W, buf_b, bool(momentum_initialized), losses,
-            X_valid, Y_valid, valid_losses, float(target_loss), sample_weight)  # fmt: skip
-    if total <= 1 or 2 * total * bs * W.size <= _FIRST_CHUNK_WORK:
-        res = _train_once(*args)
-        return res if res[1] >= 0 else _no_memory()
-    return _train_chunked(*args)
+    n = losses.size  # E*S (the kernel clamps its last step to E*S)
+    args = (
+        X, Y, W, b if has_b else e1, has_b,
+        _NO_ORDER if order is None else order, order is not None,
+        X.shape[0] if order is None else order.shape[1],
+        bs, lr, wd + 2.0 * float(l2), wd if decay_bias else 0.0, float(momentum), float(dampening),
+        bool(nesterov), bool(maximize),
+        e2 if buf_W is None else buf_W, buf_b if has_b and buf_b is not None else e1,
+        bool(momentum_initialized), losses,
+        X_valid if has_valid else e2, Y_valid if has_valid else e2,
+        valid_losses if has_valid else _NO_LOSSES, has_valid,
+        float(target_loss),
+        e1 if sample_weight is None else sample_weight, sample_weight is not None,
+        0, n,
+    )  # fmt: skip
+    if n > 1 and 2 * n * bs * W.size > _FIRST_CHUNK_WORK:
+        return _train_chunked(args, max(1, _FIRST_CHUNK_WORK // max(1, 2 * bs * W.size)))
+    res = _train_entry(*args)
+    return res if res[1] >= 0 else _no_memory()
 
 
 def _no_memory():
     raise MemoryError("the numba backend could not allocate its scratch memory")
 
 
-def _train_once(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
-                buf_W, buf_b, initialized, losses, X_valid, Y_valid, valid_losses, target,
-                sample_weight):  # fmt: skip
-    """One jitted call, through the few-argument kernel when that can do it."""
-    e1, e2 = _EMPTY[W.dtype]
-    has_b = b is not None
-    if momentum == 0.0 and order is None and X_valid is None and sample_weight is None:
-        return _train_plain(
-            X, Y, W, b if has_b else e1, bs, lr, wd_w, wd_b, maximize, losses, target
-        )
-    has_valid = X_valid is not None
-    return _train_entry(
-        X, Y, W, b if has_b else e1, has_b,
-        _NO_ORDER if order is None else order, order is not None,
-        X.shape[0] if order is None else order.shape[1],
-        bs, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
-        e2 if buf_W is None else buf_W, buf_b if (has_b and buf_b is not None) else e1,
-        initialized, losses,
-        X_valid if has_valid else e2, Y_valid if has_valid else e2,
-        valid_losses if has_valid else _NO_LOSSES, has_valid,
-        target,
-        e1 if sample_weight is None else sample_weight, sample_weight is not None,
-    )  # fmt: skip
-
-
-def _train_chunked(X, Y, W, b, order, bs, lr, wd_w, wd_b, momentum, dampening, nesterov,
-                   maximize, buf_W, buf_b, initialized, losses, X_valid, Y_valid, valid_losses,
-                   target, sample_weight):  # fmt: skip
-    """:func:`_train_once` over all epochs, in chunks of whole epochs or of one epoch's steps."""
-    rows = X.shape[0] if order is None else order.shape[1]
-    n_epochs = lr.shape[0]
-    steps_per_epoch = -(-rows // bs)
-    total = n_epochs * steps_per_epoch
-    budget = max(1, _FIRST_CHUNK_WORK // max(1, 2 * bs * W.size))
+def _train_chunked(args, budget):
+    """``_train_entry(*args)`` in chunks of steps: ``budget`` steps at first, then about
+    ``_CHUNK_SECONDS`` at the speed measured."""
+    *head, _, total = args
     steps_done = 0
-    g = 0  # the next global step index (epoch * steps_per_epoch + step)
+    g = 0
     while g < total:
-        e, s = divmod(g, steps_per_epoch)
-        vl = None
-        if s == 0 and budget >= steps_per_epoch:
-            ne = min(budget // steps_per_epoch, n_epochs - e)
-            k = ne * steps_per_epoch
-            sub_order = None if order is None else order[e : e + ne]
-            sub_lr = lr[e : e + ne]
-            if valid_losses is not None:
-                vl = valid_losses[e : e + ne]
-        else:
-            k = min(budget, steps_per_epoch - s)
-            r0, r1 = s * bs, min((s + k) * bs, rows)
-            sub_order = (
-                np.arange(r0, r1, dtype=np.int64) if order is None else order[e, r0:r1]
-            ).reshape(1, -1)
-            sub_lr = lr[e : e + 1]
-            if valid_losses is not None and s + k == steps_per_epoch:
-                vl = valid_losses[e : e + 1]
-        xv, yv = (None, None) if vl is None else (X_valid, Y_valid)
+        k = min(budget, total - g)
         t0 = time.perf_counter()
-        st, status = _train_once(
-            X, Y, W, b, sub_order, bs, sub_lr, wd_w, wd_b, momentum, dampening, nesterov,
-            maximize, buf_W, buf_b, initialized, losses[g : g + k], xv, yv, vl, target,
-            sample_weight,
-        )  # fmt: skip
+        st, status = _train_entry(*head, g, g + k)
         elapsed = time.perf_counter() - t0
         if status < 0:
             _no_memory()
         steps_done += st
-        if momentum != 0.0 and st > 0:
-            initialized = True
         if status != 0:
             return steps_done, status
         g += k
-        # the next chunk: about _CHUNK_SECONDS at the speed just measured, growing at most 4x
+        # growing at most 4x from one chunk to the next
         budget = max(1, min(int(k / max(elapsed, 1e-6) * _CHUNK_SECONDS), 4 * k))
     return steps_done, 0

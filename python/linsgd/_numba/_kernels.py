@@ -21,12 +21,10 @@ import numpy as np
 from ._intrinsics import _block, _cast, _dot, _fma, _release, _scratch, _vacc
 
 # error_model="numpy": IEEE division (x/0 -> inf/nan) instead of raising ZeroDivisionError, so an
-# empty set's loss is NaN as in torch.
-_JIT = dict(cache=True, nogil=True, error_model="numpy")
-# Everything, the entry points included, runs without numba's runtime (``_nrt=False``): no
-# array costs reference counting, and the entry does not wrap each array argument in a new
-# reference-counted handle (a third of a small call's cost). Scratch comes from _scratch.
-_KERNEL = dict(_JIT, _nrt=False)
+# empty set's loss is NaN as in torch. _nrt=False everywhere, the entry points included: no
+# array costs reference counting, and no entry wraps each array argument in a new
+# reference-counted handle (~0.45 us of a seed-size call). Scratch comes from _scratch.
+_KERNEL = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
 # The absent row order. numba freezes a global array into the code as a read-only constant; the
 # entry layer passes this same array, read-only, so that both share one specialisation.
 _NO_ORDER = np.empty((1, 0), dtype=np.int64)
@@ -173,24 +171,6 @@ def _sum_contiguous(data, off, n, cs):
     for lane in range(V):
         total = total + cs[lane]
     return total
-
-
-@numba.njit(**_JIT)
-def _sum_flat(data, n, vec):
-    """``torch.sum`` of the contiguous ``data[:n]`` (inner reduction, AVX2 lanes ``vec``).
-
-    ``vec`` must be the dtype's AVX2 lane count (4 doubles, 8 floats); kept for the tests.
-    """
-    cs = np.empty(4 * _block(data), dtype=data.dtype)
-    return _sum_contiguous(data, np.intp(0), n, cs)
-
-
-@numba.njit(**_JIT)
-def _sum_columns(data, B, U, vec, out):
-    """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)`` (``vec``: the dtype's
-    AVX2 lane count, 4 doubles or 8 floats; kept for the tests)."""
-    cs = np.empty(4 * _block(data), dtype=data.dtype)
-    _column_sums(data, B, U, out, cs)
 
 
 @numba.njit(**_KERNEL)
@@ -490,10 +470,10 @@ def _scratch_size(W, has_b, R, batch_size, Xv, has_valid):
 @numba.njit(**_KERNEL)
 def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b, momentum,
                   dampening, nesterov, maximize, buf_W, buf_b, initialized, losses, Xv, Yv,
-                  vlosses, has_valid, target_loss, SW, has_sw, scratch):  # fmt: skip
-    """sgd.cpp's ``train``: ``lr.shape[0]`` epochs of steps, in place; (steps, status)."""
+                  vlosses, has_valid, target_loss, SW, has_sw, g0, g1, scratch):  # fmt: skip
+    """sgd.cpp's ``train`` over steps ``g0 .. g1-1`` of ``lr.shape[0]`` epochs of S steps, in
+    place; (steps applied, status)."""
     U, N = W.shape
-    E = lr.shape[0]
     S = (R + batch_size - 1) // batch_size
     nbu = min(batch_size, R) * U
     nvu = Xv.shape[0] * U if has_valid else 0
@@ -516,9 +496,17 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, 
     mu_t = _cast(momentum, W)
     damp1_t = _cast(1.0 - dampening, W)  # 1 - dampening formed in double, then rounded
     steps = 0
-    for e in range(E):
+    # Global steps g0 .. g1-1 of the call (g = e*S + s); any earlier ones were applied by a
+    # previous call, so the momentum buffers hold state from g0 > 0 on.
+    initialized = initialized or (mom_on and g0 > 0)
+    g1 = min(g1, lr.shape[0] * S)
+    e = g0 // S
+    s0 = g0 - e * S
+    g = g0
+    while g < g1:
         neg_lr = _cast(-lr[e], W)
-        for s in range(S):
+        s1 = min(S, s0 + (g1 - g))
+        for s in range(s0, s1):
             start = s * batch_size
             B = min(batch_size, R - start)
             bl = _batch_grad(
@@ -541,15 +529,18 @@ def _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, 
                 return steps, 2
             if blf < target_loss:
                 return steps, 1
-        if has_valid:
+        g += s1 - s0
+        if has_valid and s1 == S:
             vlosses[e] = np.float64(_loss_kernel(Xv, Yv, W, b, has_b, SQv, CS, SW, np.bool_(False)))
+        e += 1
+        s0 = 0
     return steps, 0
 
 
 @numba.njit(**_KERNEL)
 def _train_entry(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b, momentum,
                  dampening, nesterov, maximize, buf_W, buf_b, initialized, losses, Xv, Yv,
-                 vlosses, has_valid, target_loss, SW, has_sw):  # fmt: skip
+                 vlosses, has_valid, target_loss, SW, has_sw, g0, g1):  # fmt: skip
     """_train_kernel with its scratch; status -1 when there is no memory for it."""
     n = _scratch_size(W, has_b, R, batch_size, Xv, has_valid)
     scratch = _scratch(n, W)
@@ -557,7 +548,7 @@ def _train_entry(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, w
         return 0, -1
     res = _train_kernel(X, Y, W, b, has_b, order, use_order, R, batch_size, lr, wd_w, wd_b,
                         momentum, dampening, nesterov, maximize, buf_W, buf_b, initialized,
-                        losses, Xv, Yv, vlosses, has_valid, target_loss, SW, has_sw,
+                        losses, Xv, Yv, vlosses, has_valid, target_loss, SW, has_sw, g0, g1,
                         scratch)  # fmt: skip
     _release(scratch)
     return res
@@ -574,7 +565,21 @@ def _train_plain(X, Y, W, b, batch_size, lr, wd_w, wd_b, maximize, losses, targe
     e2 = W[:0]
     return _train_entry(X, Y, W, b, has_b, _NO_ORDER, no, X.shape[0], batch_size, lr, wd_w,
                         wd_b, 0.0, 0.0, no, maximize, e2, e1, no, losses, e2, e2, losses[:0], no,
-                        target_loss, e1, no)  # fmt: skip
+                        target_loss, e1, no, np.intp(0), losses.shape[0])  # fmt: skip
+
+
+@numba.njit(**_KERNEL)
+def _train_momentum(X, Y, W, b, batch_size, lr, wd_w, wd_b, momentum, dampening, nesterov,
+                    maximize, buf_W, buf_b, initialized, losses, target_loss):  # fmt: skip
+    """``_train_plain`` with momentum (and its buffers)."""
+    no = np.bool_(False)
+    has_b = b.shape[0] != 0
+    e1 = b[:0]
+    e2 = W[:0]
+    return _train_entry(X, Y, W, b, has_b, _NO_ORDER, no, X.shape[0], batch_size, lr, wd_w,
+                        wd_b, momentum, dampening, nesterov, maximize, buf_W, buf_b, initialized,
+                        losses, e2, e2, losses[:0], no, target_loss, e1, no, np.intp(0),
+                        losses.shape[0])  # fmt: skip
 
 
 @numba.njit(**_KERNEL)
