@@ -1,211 +1,29 @@
-// Argument conversion and checking for linsgd._core (bindings.cpp): numpy arrays checked for
-// dtype, rank, shape, layout, alignment, writability and overlap, then turned into the kernels'
-// raw views (Data, Model); Python ints, reals and bools checked and converted, leniently for
-// train and strictly for run. Nothing here trusts a shape, a stride, a dtype or an index it has
-// not checked. Everything raises TypeError or ValueError naming the argument.
+// The arguments of loss, gradient and train, checked once for both bindings (linsgd._core with
+// HostMemory, linsgd._cuda with its device-aware policy): arrays through array_view.hpp, Python
+// ints, reals and bools converted here, the value rules linsgd.kernels applies (non-negative
+// rates, penalties and momentum, nesterov's condition, the thread count, the steps per epoch)
+// enforced here too, so that a direct call accepts exactly what the Python API accepts. Nothing
+// here trusts a shape, a stride, a dtype or an index it has not checked. Everything raises
+// TypeError or ValueError naming the argument, before anything is written.
 #pragma once
 
-#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <initializer_list>
 #include <limits>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "linsgd/kernels.hpp"
-#include "python/basic_checks.hpp"
+#include "linsgd/steps.hpp"
+#include "python/array_view.hpp"
 
 namespace linsgd {
 namespace python {
 
-namespace py = pybind11;
-
-// ---- arrays, the model and the data ----------------------------------------------------------
-
-inline std::string shape_of(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-        s += std::to_string(a.shape(d));
-        if (a.ndim() == 1 || d + 1 < a.ndim()) s += a.ndim() == 1 ? "," : ", ";
-    }
-    return s + ")";
-}
-
-inline py::array require_array(py::handle obj, const char* name) {
-    if (!py::isinstance<py::array>(obj))
-        type_error(std::string(name) + " must be a numpy array, got " + std::string(py::str(py::type::of(obj))));
-    return py::reinterpret_borrow<py::array>(obj);
-}
-
-inline bool native_order(const py::dtype& dt) {
-    const char bo = dt.byteorder();
-    const uint16_t probe = 1;
-    const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
-    return bo == '=' || bo == '|' || (bo == '<' && little) || (bo == '>' && !little);
-}
-
-// A float32/float64 array of the given rank, C-contiguous, aligned, native byte order.
-inline py::array float_array(py::handle obj, const char* name, int ndim, bool writable) {
-    py::array a = require_array(obj, name);
-    const py::dtype dt = a.dtype();
-    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
-        type_error(std::string(name) + " must be float32 or float64, got dtype " + std::string(py::str(dt)));
-    if (!native_order(dt)) type_error(std::string(name) + " must have native byte order");
-    if (a.ndim() != ndim)
-        value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got shape " + shape_of(a));
-    if (!(a.flags() & py::array::c_style)) value_error(std::string(name) + " must be C-contiguous");
-    // (an empty array is never read, wherever its pointer points: numpy calls it aligned too)
-    if (a.size() > 0 && reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(dt.itemsize()) != 0)
-        value_error(std::string(name) + " must be aligned to its itemsize");
-    if (writable && !a.writeable()) value_error(std::string(name) + " must be writable (it is updated in place)");
-    return a;
-}
-
-inline py::array double_array(py::handle obj, const char* name, int ndim, bool writable) {
-    py::array a = float_array(obj, name, ndim, writable);
-    if (a.dtype().itemsize() != 8) type_error(std::string(name) + " must be float64");
-    return a;
-}
-
-inline Scalar scalar_of(const py::array& a) { return a.dtype().itemsize() == 4 ? Scalar::f32 : Scalar::f64; }
-
-inline void same_scalar(const py::array& a, const char* name, Scalar s) {
-    if (scalar_of(a) != s)
-        type_error(std::string(name) + " must have the same dtype as X (" + (s == Scalar::f32 ? "float32" : "float64") +
-                   "), got " + std::string(py::str(a.dtype())));
-}
-
-inline void expect_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    py::ssize_t d = 0;
-    for (auto it = shape.begin(); ok && it != shape.end(); ++it, ++d) ok = a.shape(d) == *it;
-    if (!ok) {
-        std::string want = "(";
-        d = 0;
-        for (auto it = shape.begin(); it != shape.end(); ++it, ++d)
-            want += std::to_string(*it) +
-                    (shape.size() == 1 ? "," : (d + 1 < static_cast<py::ssize_t>(shape.size()) ? ", " : ""));
-        value_error(std::string(name) + " must have shape " + want + "), got " + shape_of(a));
-    }
-}
-
-// A short fixed-capacity list of (array, name) pairs: the overlap check below runs on every
-// call, so it should not allocate.
-struct Named {
-    const py::array* array = nullptr;
-    const char* name = nullptr;
-};
-
-struct NamedList {
-    static constexpr int kCapacity = 16;
-    Named items[kCapacity];
-    int count = 0;
-    void add(const py::array& a, const char* name) {
-        if (count == kCapacity) throw std::logic_error("linsgd: NamedList capacity exceeded");
-        items[count++] = {&a, name};
-    }
-};
-
-// An output must not share memory with any other argument: the kernel would read values it
-// has already overwritten (or write the data it is reading). Every array here is contiguous, so
-// [data, data + nbytes) is exactly the memory it covers.
-inline void no_overlap(const NamedList& outputs, const NamedList& all) {
-    for (int i = 0; i < outputs.count; ++i) {
-        const py::array& out = *outputs.items[i].array;
-        const py::ssize_t out_bytes = out.nbytes();
-        if (out_bytes == 0) continue;
-        const char* r0 = static_cast<const char*>(out.data());
-        const char* r1 = r0 + out_bytes;
-        for (int j = 0; j < all.count; ++j) {
-            const py::array& other = *all.items[j].array;
-            if (&other == &out) continue;
-            const py::ssize_t other_bytes = other.nbytes();
-            if (other_bytes == 0) continue;
-            const char* q0 = static_cast<const char*>(other.data());
-            const char* q1 = q0 + other_bytes;
-            if (r0 < q1 && q0 < r1)
-                value_error(std::string(outputs.items[i].name) + " shares memory with " + all.items[j].name +
-                            "; pass separate arrays");
-        }
-    }
-}
-
-// An array handle holding nothing: py::array's default constructor would allocate a numpy array.
-inline py::array unset_array() { return py::reinterpret_steal<py::array>(py::handle()); }
-
-struct Checked {
-    py::array x = unset_array(), y = unset_array(), w = unset_array(), b = unset_array();
-    bool has_bias = false;
-    Scalar scalar = Scalar::f64;
-    int64_t rows = 0, features = 0, outputs = 0;
-};
-
-// X (M >= 1, N), Y (M, U >= 1) (or (M,), one output, when targets_1d), W (U, N), b (U,) or None.
-inline Checked check_model(py::handle X, py::handle Y, py::handle W, py::handle b, bool params_writable,
-                           bool targets_1d = false) {
-    Checked c;
-    c.x = float_array(X, "X", 2, false);
-    c.scalar = scalar_of(c.x);
-    c.rows = c.x.shape(0);
-    c.features = c.x.shape(1);
-    if (c.rows < 1) value_error("X must have at least one row");
-    const bool y_1d = targets_1d && py::isinstance<py::array>(Y) && py::reinterpret_borrow<py::array>(Y).ndim() == 1;
-    c.y = float_array(Y, "Y", y_1d ? 1 : 2, false);
-    same_scalar(c.y, "Y", c.scalar);
-    c.outputs = y_1d ? 1 : c.y.shape(1);
-    if (c.y.shape(0) != c.rows)
-        value_error("Y must have as many rows as X (" + std::to_string(c.rows) + "), got shape " + shape_of(c.y));
-    if (c.outputs < 1) value_error("Y must have at least one column");
-    c.w = float_array(W, "W", 2, params_writable);
-    same_scalar(c.w, "W", c.scalar);
-    expect_shape(c.w, "W", {c.outputs, c.features});
-    c.has_bias = !b.is_none();
-    if (c.has_bias) {
-        c.b = float_array(b, "b", 1, params_writable);
-        same_scalar(c.b, "b", c.scalar);
-        expect_shape(c.b, "b", {c.outputs});
-    }
-    return c;
-}
-
-// Optional per-row weights: float, X's dtype, shape (rows,), finite and non-negative. An unset
-// array when None.
-inline py::array sample_weights(py::handle obj, const Checked& c) {
-    if (obj.is_none()) return unset_array();
-    py::array w = float_array(obj, "sample_weight", 1, false);
-    same_scalar(w, "sample_weight", c.scalar);
-    expect_shape(w, "sample_weight", {c.rows});
-    const bool f32 = c.scalar == Scalar::f32;
-    for (py::ssize_t i = 0; i < c.rows; ++i) {
-        const double v = f32 ? static_cast<const float*>(w.data())[i] : static_cast<const double*>(w.data())[i];
-        if (!(v >= 0.0) || !std::isfinite(v)) value_error("sample_weight must be finite and >= 0");
-    }
-    return w;
-}
-
-template <typename T>
-linsgd::Data<T> weighted(linsgd::Data<T> d, const py::array& w) {
-    d.sample_weight = w.ptr() ? static_cast<const T*>(w.data()) : nullptr;
-    return d;
-}
-
-template <typename T>
-linsgd::Model<T> model_of(const Checked& c) {
-    // Writability was checked where the kernel writes (train); loss and gradient only read.
-    T* w = const_cast<T*>(static_cast<const T*>(c.w.data()));
-    T* b = c.has_bias ? const_cast<T*>(static_cast<const T*>(c.b.data())) : nullptr;
-    return {w, b, c.outputs, c.features};
-}
-
-template <typename T>
-linsgd::Data<T> data_of(const py::array& x, const py::array& y) {
-    return {static_cast<const T*>(x.data()), static_cast<const T*>(y.data()), x.shape(0)};
-}
-// ---- scalars, threads, momentum buffers, the validation set (train and run) ------------------
+// ---- scalars ---------------------------------------------------------------------------------
 
 // A worker pool of more threads than this is a mistake, not a request.
 constexpr int64_t kMaxThreads = 1024;
@@ -248,6 +66,20 @@ inline bool bool_arg(PyObject* o, const char* name) {
     type_error(std::string(name) + " must be a bool, got " + Py_TYPE(o)->tp_name);
 }
 
+// A real as Python writes it (0.1, not 0.100000).
+inline std::string real_text(double v) { return py::repr(py::float_(v)); }
+
+inline double finite(double v, const char* name) {
+    if (!std::isfinite(v)) value_error(std::string(name) + " must be finite, got " + real_text(v));
+    return v;
+}
+
+inline double finite_non_negative(double v, const char* name) {
+    finite(v, name);
+    if (!(v >= 0.0)) value_error(std::string(name) + " must be >= 0, got " + real_text(v));
+    return v;
+}
+
 inline int thread_count(int64_t threads) {
     if (threads < 1 || threads > kMaxThreads)
         value_error("threads must be between 1 and " + std::to_string(kMaxThreads) + ", got " +
@@ -255,89 +87,234 @@ inline int thread_count(int64_t threads) {
     return static_cast<int>(threads);
 }
 
-inline void require_finite(const py::array& a, const char* name) {
-    const bool ok = scalar_of(a) == Scalar::f32
-                        ? linsgd::cpu::all_finite<float>(static_cast<const float*>(a.data()), a.size())
-                        : linsgd::cpu::all_finite<double>(static_cast<const double*>(a.data()), a.size());
-    if (!ok) value_error(std::string(name) + " contains NaN or infinity");
+// ---- the data and the model ------------------------------------------------------------------
+
+struct ModelViews {
+    ArrayView x, y, w, b, sample_weight;
+    Scalar scalar = Scalar::f64;
+    int64_t rows = 0, features = 0, outputs = 0;
+    bool has_bias() const { return b.given(); }
+};
+
+// Row weights: finite and non-negative (read on the host).
+template <typename M, typename T>
+void check_weights(const ArrayView& w) {
+    std::vector<T> copy;
+    const T* v = M::template host_values<T>(w, copy);
+    for (Py_ssize_t i = 0, n = w.size(); i < n; ++i)
+        if (!(v[i] >= T(0)) || !std::isfinite(v[i])) value_error("sample_weight must be finite and >= 0");
 }
 
-// The momentum buffers, checked when momentum != 0 (unset arrays otherwise).
-inline void momentum_buffers(py::handle buf_W, py::handle buf_b, const Checked& c, py::array& bw, py::array& bb) {
-    bw = float_array(buf_W, "buf_W", 2, true);
-    same_scalar(bw, "buf_W", c.scalar);
-    expect_shape(bw, "buf_W", {c.outputs, c.features});
-    if (c.has_bias) {
-        if (buf_b.is_none()) value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
-        bb = float_array(buf_b, "buf_b", 1, true);
-        same_scalar(bb, "buf_b", c.scalar);
-        expect_shape(bb, "buf_b", {c.outputs});
+// X (M >= 1, N), Y (M, U >= 1), W (U, N), b (U,) or None, sample_weight (M,) or None.
+template <typename M>
+ModelViews check_model(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight,
+                       bool params_writable) {
+    ModelViews c;
+    c.x = float_array<M>(X, "X", 2, false);
+    c.scalar = c.x.scalar();
+    c.rows = c.x.dim(0);
+    c.features = c.x.dim(1);
+    if (c.rows < 1) value_error("X must have at least one row");
+    c.y = float_array<M>(Y, "Y", 2, false);
+    same_scalar(c.y, c.scalar);
+    c.outputs = c.y.dim(1);
+    if (c.y.dim(0) != c.rows)
+        value_error("Y must have as many rows as X (" + std::to_string(c.rows) + "), got shape " + c.y.shape_text());
+    if (c.outputs < 1) value_error("Y must have at least one column");
+    c.w = like_x<M>(W, "W", c.scalar, {c.outputs, c.features}, params_writable);
+    if (!b.is_none()) c.b = like_x<M>(b, "b", c.scalar, {c.outputs}, params_writable);
+    if (!sample_weight.is_none()) {
+        c.sample_weight = like_x<M>(sample_weight, "sample_weight", c.scalar, {c.rows}, false);
+        if (c.scalar == Scalar::f32)
+            check_weights<M, float>(c.sample_weight);
+        else
+            check_weights<M, double>(c.sample_weight);
     }
+    return c;
 }
 
-// The validation set: X_valid (M_valid >= 1, N) and Y_valid (M_valid, U), or (M_valid,) when
-// targets_1d and U == 1.
-inline void validation_set(py::handle X_valid, py::handle Y_valid, const Checked& c, bool targets_1d, py::array& xv,
-                           py::array& yv) {
-    xv = float_array(X_valid, "X_valid", 2, false);
-    same_scalar(xv, "X_valid", c.scalar);
-    if (xv.shape(0) < 1 || xv.shape(1) != c.features)
-        value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(c.features) + "), got " + shape_of(xv));
-    const bool one_d = targets_1d && c.outputs == 1 && py::isinstance<py::array>(Y_valid) &&
-                       py::reinterpret_borrow<py::array>(Y_valid).ndim() == 1;
-    yv = float_array(Y_valid, "Y_valid", one_d ? 1 : 2, false);
-    same_scalar(yv, "Y_valid", c.scalar);
-    if (one_d)
-        expect_shape(yv, "Y_valid", {xv.shape(0)});
-    else
-        expect_shape(yv, "Y_valid", {xv.shape(0), c.outputs});
+inline void add_inputs(const ModelViews& m, ViewList& all) {
+    for (const ArrayView* a : {&m.x, &m.y, &m.w, &m.b, &m.sample_weight}) all.add(*a);
 }
 
-// Steps per epoch for a batch size already clamped to [1, rows_per_epoch], checked against
-// int64 overflow of epochs * steps.
-inline int64_t steps_per_epoch_of(int64_t rows_per_epoch, int64_t batch_size, int64_t epochs) {
-    const int64_t steps = rows_per_epoch / batch_size + (rows_per_epoch % batch_size != 0);
-    if (epochs > std::numeric_limits<int64_t>::max() / steps) value_error("epochs * steps per epoch overflows int64");
-    return steps;
+constexpr const char* kLossDoc =
+    "Mean squared error of the model (W, b) on (X, Y), rounded as torch's MSELoss rounds it.";
+constexpr const char* kGradientDoc =
+    "Write the MSE gradient of one batch into gW (U, N) and gb (U,); return the batch loss.";
+
+// ---- gradient --------------------------------------------------------------------------------
+
+struct GradientCall {
+    ModelViews model;
+    ArrayView gw, gb;
+    ViewList arrays() const {
+        ViewList all;
+        add_inputs(model, all);
+        all.add(gw);
+        all.add(gb);
+        return all;
+    }
+};
+
+template <typename M>
+GradientCall check_gradient(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
+                            py::handle sample_weight) {
+    GradientCall c;
+    c.model = check_model<M>(X, Y, W, b, sample_weight, false);
+    c.gw = like_x<M>(gW, "gW", c.model.scalar, {c.model.outputs, c.model.features}, true);
+    if (c.model.has_bias()) {
+        if (gb.is_none()) value_error("gb must be an array of shape (U,) when b is given");
+        c.gb = like_x<M>(gb, "gb", c.model.scalar, {c.model.outputs}, true);
+    }
+    ViewList outs;
+    outs.add(c.gw);
+    outs.add(c.gb);
+    no_overlap(outs, c.arrays());
+    return c;
 }
 
-// ---- run's stricter conversions (exact types only) -------------------------------------------
+// ---- train -----------------------------------------------------------------------------------
 
-// An exact numpy array (no subclass: a masked array's mask would be ignored), or None when allowed.
-inline py::handle exact_array(PyObject* o, const char* name, bool none_ok) {
-    if (none_ok && o == Py_None) return py::handle(o);
-    if (Py_TYPE(o) != py::detail::npy_api::get().PyArray_Type_)
-        type_error(std::string(name) + " must be a numpy.ndarray, got " + Py_TYPE(o)->tp_name);
-    return py::handle(o);
+// train's parameters, the same in both bindings (parsed by python/fastcall.hpp).
+// clang-format off
+enum TrainArg : int {
+    kX, kY, kW, kB, kOrder, kBatchSize, kLr, kWeightDecay, kDecayBias, kL2, kMomentum, kDampening, kNesterov,
+    kMaximize, kBufW, kBufB, kMomentumInitialized, kLosses, kXValid, kYValid, kValidLosses, kTargetLoss,
+    kSampleWeight, kThreads, kTrainArgCount
+};
+constexpr int kTrainRequired = kSampleWeight;  // the arguments before sample_weight have no default
+constexpr const char* kTrainArgNames[kTrainArgCount] = {
+    "X", "Y", "W", "b", "order", "batch_size", "lr", "weight_decay", "decay_bias", "l2", "momentum", "dampening",
+    "nesterov", "maximize", "buf_W", "buf_b", "momentum_initialized", "losses", "X_valid", "Y_valid", "valid_losses",
+    "target_loss", "sample_weight", "threads"};
+#define LINSGD_TRAIN_SIGNATURE                                                                                     \
+    "train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, "       \
+    "maximize, buf_W, buf_b, momentum_initialized, losses, X_valid, Y_valid, valid_losses, target_loss, "          \
+    "sample_weight=None, threads=1)\n--\n\n"
+// clang-format on
+
+struct TrainCall {
+    ModelViews model;
+    ArrayView order, lr, losses, buf_w, buf_b, x_valid, y_valid, valid_losses;
+    const double* lr_values = nullptr;  // host memory: lr itself or lr_copy
+    std::vector<double> lr_copy;
+    int64_t epochs = 0;
+    EpochSteps steps{0, 1};
+    SgdHyper hyper;
+    bool momentum_initialized = false;
+    double target_loss = std::numeric_limits<double>::quiet_NaN();
+    int threads = 1;
+
+    TrainCall() = default;
+    TrainCall(TrainCall&&) = default;  // lr_values may point into lr_copy, which a move keeps
+    TrainCall(const TrainCall&) = delete;
+    TrainCall& operator=(const TrainCall&) = delete;
+
+    bool use_momentum() const { return hyper.momentum != 0.0; }
+    bool has_valid() const { return valid_losses.given(); }
+    ViewList arrays() const {
+        ViewList all;
+        add_inputs(model, all);
+        for (const ArrayView* a : {&order, &lr, &losses, &buf_w, &buf_b, &x_valid, &y_valid, &valid_losses})
+            all.add(*a);
+        return all;
+    }
+    ViewList outputs() const {
+        ViewList outs;
+        for (const ArrayView* a : {&model.w, &model.b, &losses, &buf_w, &buf_b, &valid_losses}) outs.add(*a);
+        return outs;
+    }
+};
+
+// Row indices may repeat (sampling with replacement) and an epoch may have more or fewer rows
+// than X; each one must lie in [0, rows).
+template <typename M>
+ArrayView check_order(py::handle obj, int64_t epochs, int64_t rows) {
+    ArrayView o = any_array<M>(obj, "order");
+    if (o.kind != 'i' || o.itemsize != 8 || !o.native)
+        type_error("order must be an int64 array, got dtype " + o.dtype_text());
+    if (o.ndim != 2) value_error("order must be 2-D (epochs, rows), got shape " + o.shape_text());
+    check_layout(o, false);
+    if (o.dim(0) != epochs)
+        value_error("order must have one row per epoch (" + std::to_string(epochs) + "), got shape " + o.shape_text());
+    std::vector<int64_t> copy;
+    const int64_t* idx = M::template host_values<int64_t>(o, copy);
+    for (Py_ssize_t k = 0, n = o.size(); k < n; ++k)
+        if (idx[k] < 0 || idx[k] >= rows)
+            value_error("order holds row index " + std::to_string(idx[k]) + ", outside [0, " + std::to_string(rows) +
+                        ")");
+    return o;
 }
 
-inline double strict_real(PyObject* o, const char* name, bool non_negative) {
-    double v;
-    if (PyFloat_Check(o)) {
-        v = PyFloat_AS_DOUBLE(o);
-    } else if (PyLong_CheckExact(o)) {
-        v = PyLong_AsDouble(o);
-        if (v == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            value_error(std::string(name) + " is too large");
+template <typename M>
+TrainCall check_train(PyObject* const* arg) {
+    auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
+    TrainCall c;
+    c.model = check_model<M>(h(kX), h(kY), h(kW), h(kB), h(kSampleWeight), true);
+    const ModelViews& m = c.model;
+    const int64_t batch_size = int_arg(arg[kBatchSize], "batch_size");
+    if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+    c.lr = double_array<M>(h(kLr), "lr", 1, false);
+    c.epochs = c.lr.dim(0);
+    c.lr_values = M::template host_values<double>(c.lr, c.lr_copy);
+    for (int64_t e = 0; e < c.epochs; ++e)
+        if (!(std::isfinite(c.lr_values[e]) && c.lr_values[e] >= 0.0))
+            value_error("lr must be finite and >= 0 in every epoch, got " + real_text(c.lr_values[e]) + " in epoch " +
+                        std::to_string(e));
+
+    SgdHyper& hp = c.hyper;
+    hp.weight_decay = finite_non_negative(real_arg(arg[kWeightDecay], "weight_decay"), "weight_decay");
+    hp.decay_bias = bool_arg(arg[kDecayBias], "decay_bias");
+    hp.l2 = finite_non_negative(real_arg(arg[kL2], "l2"), "l2");
+    hp.momentum = finite_non_negative(real_arg(arg[kMomentum], "momentum"), "momentum");
+    hp.dampening = finite(real_arg(arg[kDampening], "dampening"), "dampening");
+    hp.nesterov = bool_arg(arg[kNesterov], "nesterov");
+    hp.maximize = bool_arg(arg[kMaximize], "maximize");
+    if (hp.nesterov && (hp.momentum <= 0.0 || hp.dampening != 0.0))
+        value_error("nesterov requires momentum > 0 and dampening == 0");
+    c.momentum_initialized = bool_arg(arg[kMomentumInitialized], "momentum_initialized");
+    c.target_loss = real_arg(arg[kTargetLoss], "target_loss");
+    if (std::isinf(c.target_loss)) value_error("target_loss must be finite or NaN (disabled)");
+    c.threads = thread_count(arg[kThreads] ? int_arg(arg[kThreads], "threads") : 1);
+
+    int64_t rows_per_epoch = m.rows;
+    if (!h(kOrder).is_none()) {
+        c.order = check_order<M>(h(kOrder), c.epochs, m.rows);
+        rows_per_epoch = c.order.dim(1);
+    }
+    if (rows_per_epoch < 1) value_error("order must select at least one row per epoch");
+    c.steps = EpochSteps(rows_per_epoch, batch_size);
+    if (!c.steps.total_fits(c.epochs)) value_error("epochs * steps per epoch overflows int64");
+
+    c.losses = double_array<M>(h(kLosses), "losses", 1, true);
+    const int64_t total = c.epochs * c.steps.steps;
+    if (c.losses.dim(0) < total)
+        value_error("losses must hold epochs * steps_per_epoch = " + std::to_string(total) + " values, got shape " +
+                    c.losses.shape_text());
+
+    if (c.use_momentum()) {
+        c.buf_w = like_x<M>(h(kBufW), "buf_W", m.scalar, {m.outputs, m.features}, true);
+        if (m.has_bias()) {
+            if (h(kBufB).is_none())
+                value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
+            c.buf_b = like_x<M>(h(kBufB), "buf_b", m.scalar, {m.outputs}, true);
         }
-    } else {
-        type_error(std::string(name) + " must be a float or an int, got " + Py_TYPE(o)->tp_name);
     }
-    finite(v, name);
-    if (non_negative && !(v >= 0.0)) value_error(std::string(name) + " must be >= 0");
-    return v;
-}
 
-inline bool strict_bool(PyObject* o, const char* name) {
-    if (o == Py_True) return true;
-    if (o == Py_False) return false;
-    type_error(std::string(name) + " must be True or False, got " + Py_TYPE(o)->tp_name);
-}
-
-inline int64_t strict_int(PyObject* o, const char* name) {
-    if (!PyLong_CheckExact(o)) type_error(std::string(name) + " must be an int, got " + Py_TYPE(o)->tp_name);
-    return int_arg(o, name);
+    if (!h(kValidLosses).is_none()) {
+        c.x_valid = float_array<M>(h(kXValid), "X_valid", 2, false);
+        same_scalar(c.x_valid, m.scalar);
+        if (c.x_valid.dim(0) < 1 || c.x_valid.dim(1) != m.features)
+            value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(m.features) + "), got " +
+                        c.x_valid.shape_text());
+        c.y_valid = like_x<M>(h(kYValid), "Y_valid", m.scalar, {c.x_valid.dim(0), m.outputs}, false);
+        c.valid_losses = double_array<M>(h(kValidLosses), "valid_losses", 1, true);
+        expect_shape(c.valid_losses, {c.epochs});
+    } else if (!h(kXValid).is_none() || !h(kYValid).is_none()) {
+        value_error("X_valid and Y_valid need valid_losses to write to");
+    }
+    no_overlap(c.outputs(), c.arrays());
+    return c;
 }
 
 }  // namespace python

@@ -1,6 +1,7 @@
-// The METH_FASTCALL plumbing of linsgd._core's train and run: pybind11's dispatcher costs about a
-// microsecond for train's two dozen arguments, so those entry points read their argument vector
-// themselves (parse_fastcall) and turn C++ exceptions into Python ones (translate_exceptions).
+// The METH_FASTCALL plumbing of train in both bindings: pybind11's dispatcher costs about a
+// microsecond for train's two dozen arguments, as much as a whole small epoch, so train reads its
+// argument vector itself (parse_fastcall) and turns C++ exceptions into Python ones
+// (translate_exceptions).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -61,6 +62,14 @@ PyObject* translate_exceptions(F&& body) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
     }
     return nullptr;
+}
+
+// Adds the METH_FASTCALL function `def` (static storage) to module m.
+inline void add_fastcall(py::module_& m, PyMethodDef* def) {
+    const py::object module_name = m.attr("__name__");
+    PyObject* fn = PyCFunction_NewEx(def, nullptr, module_name.ptr());
+    if (!fn) throw py::error_already_set();
+    m.add_object(def->ml_name, py::reinterpret_steal<py::object>(fn));
 }
 
 }  // namespace python
