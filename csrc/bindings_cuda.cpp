@@ -11,7 +11,6 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <system_error>

@@ -9,7 +9,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
@@ -33,9 +32,8 @@ inline bool native_byte_order(char bo) {
     return bo == '=' || bo == '|' || (bo == '<' && little) || (bo == '>' && !little);
 }
 
-// Trivially copyable, so that building the views of a call costs next to nothing.
+// Small and trivially copyable: a call builds a dozen of these, so their size is its cost.
 struct ArrayView {
-    static constexpr int kMaxDeviceDims = 8;
     const char* name = nullptr;
     PyObject* object = nullptr;  // borrowed: every argument outlives the call that checks it
     char* data = nullptr;
@@ -50,19 +48,24 @@ struct ArrayView {
     std::uintptr_t stream = 0;  // device arrays: the producer's stream, 0 when none is named
     int ndim = 0;
     const Py_ssize_t* host_shape = nullptr;  // numpy's own dimensions
-    Py_ssize_t device_shape[kMaxDeviceDims];
+    // Device arrays: the first two dimensions (no argument has more; the checks refuse a
+    // larger ndim before reading a dimension) and the element count.
+    Py_ssize_t device_shape[2] = {0, 0};
+    Py_ssize_t device_size = 0;
 
     bool given() const { return object != nullptr; }
     Py_ssize_t dim(int d) const { return on_device ? device_shape[d] : host_shape[d]; }
     Py_ssize_t size() const {
+        if (on_device) return device_size;
         Py_ssize_t n = 1;
-        for (int d = 0; d < ndim; ++d) n *= dim(d);
+        for (int d = 0; d < ndim; ++d) n *= host_shape[d];
         return n;
     }
     size_t nbytes() const { return static_cast<size_t>(size()) * static_cast<size_t>(itemsize); }
     Scalar scalar() const { return itemsize == 4 ? Scalar::f32 : Scalar::f64; }
 
     std::string shape_text() const {
+        if (on_device && ndim > 2) return py::str(cuda_shape());
         std::string s = "(";
         for (int d = 0; d < ndim; ++d) {
             s += std::to_string(dim(d));
@@ -75,6 +78,7 @@ struct ArrayView {
         const std::string typestr = std::string(1, byteorder) + kind + std::to_string(itemsize);
         return py::str(py::module_::import("numpy").attr("dtype")(typestr));
     }
+    py::tuple cuda_shape() const { return py::tuple(py::handle(object).attr("__cuda_array_interface__")["shape"]); }
 };
 
 static_assert(std::is_trivially_copyable<ArrayView>::value, "ArrayView must stay trivially copyable");
@@ -124,10 +128,13 @@ inline void parse_cuda_interface(const py::dict& cai, ArrayView& v) {
     v.kind = typestr[1];
     v.itemsize = std::stoi(typestr.substr(2));
     const py::tuple shape(cai["shape"]);
-    if (shape.size() > static_cast<size_t>(ArrayView::kMaxDeviceDims))
-        value_error(std::string(v.name) + " has " + std::to_string(shape.size()) + " dimensions, more than any " +
-                    "argument takes");
-    for (py::handle d : shape) v.device_shape[v.ndim++] = d.cast<Py_ssize_t>();
+    v.ndim = static_cast<int>(shape.size());
+    v.device_size = 1;
+    for (int d = 0; d < v.ndim; ++d) {
+        const Py_ssize_t extent = shape[static_cast<size_t>(d)].cast<Py_ssize_t>();
+        if (d < 2) v.device_shape[d] = extent;
+        v.device_size *= extent;
+    }
     if (cai.contains("mask") && !cai["mask"].is_none())
         type_error(std::string(v.name) + " is a masked array; pass one without a mask");
     if (cai.contains("strides") && !cai["strides"].is_none()) {
@@ -136,7 +143,7 @@ inline void parse_cuda_interface(const py::dict& cai, ArrayView& v) {
             value_error(std::string(v.name) + " has strides that do not match its shape");
         Py_ssize_t expect = v.itemsize;
         for (int d = v.ndim - 1; d >= 0; --d) {
-            const Py_ssize_t extent = v.dim(d);
+            const Py_ssize_t extent = shape[static_cast<size_t>(d)].cast<Py_ssize_t>();
             if (extent == 0) {
                 v.c_contiguous = true;
                 break;
