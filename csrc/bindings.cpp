@@ -170,9 +170,10 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
 
 py::tuple train_impl(PyObject* const* arg) {
     const TrainCall c = check_train<HostMemory>(arg);
+    if (c.check_only() || c.epochs == 0) return c.result(0, 0);
     const linsgd::TrainOutcome out = c.model.scalar == Scalar::f32 ? run_train<float>(c) : run_train<double>(c);
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
-    return py::make_tuple(out.steps_done, static_cast<int>(out.status));
+    return c.result(out.steps_done, static_cast<int>(out.status));
 }
 
 PyObject* train_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -183,9 +184,14 @@ PyObject* train_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyO
 }
 
 constexpr const char* kTrainDoc = LINSGD_TRAIN_SIGNATURE
-    "Run len(lr) epochs of mini-batch SGD in place; return (steps_done, status) with status 0 completed, "
-    "1 target_loss reached, 2 diverged, 3 interrupted. threads (1..1024): host threads for large batches "
-    "(the same bits for every count).";
+    "Run `epochs` epochs of mini-batch SGD on (W, b) in place; return (steps_done, status, losses, valid_losses): "
+    "status 0 completed, 1 target_loss reached, 2 diverged, 3 interrupted; losses (epochs * steps per epoch,) "
+    "and valid_losses (epochs,) or None, NaN where nothing ran. Y (and Y_valid) may be 1-D for one output; order "
+    "int64 (epochs, R) (or (R,) for one epoch) or None; batch_size None: the whole epoch; lr a number or a "
+    "float64 array of one per epoch; buf_W/buf_b needed when momentum != 0. flags: 1 refuse NaN/infinity in the "
+    "data, 2 in W and b, 4 check only (no step). threads (1..1024): host threads for large batches (the same "
+    "bits for every count). Arrays are used in place and never converted: anything else raises TypeError or "
+    "ValueError naming the argument before anything is written.";
 
 PyMethodDef kTrainDef = {"train", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&train_fastcall)),
                          METH_FASTCALL | METH_KEYWORDS, kTrainDoc};

@@ -10,6 +10,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <string>
@@ -73,6 +74,15 @@ struct CudaMemory {
             check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(a.stream)), "waiting for a device array");
         check(cudaMemcpy(copy.data(), a.data, a.nbytes(), cudaMemcpyDeviceToHost), "reading an array from the device");
         return copy.data();
+    }
+    // (a direct call's check: linsgd.kernels checks device arrays on the device, and asks for none here)
+    template <typename T>
+    static bool all_finite(const ArrayView& a) {
+        std::vector<T> copy;
+        const T* v = host_values<T>(a, copy);
+        for (Py_ssize_t i = 0, n = a.size(); i < n; ++i)
+            if (!std::isfinite(v[i])) return false;
+        return true;
     }
 };
 
@@ -245,6 +255,7 @@ bool set_cuda_error(const std::system_error& e) {
 
 py::tuple train_impl(PyObject* const* arg) {
     const TrainCall c = check_train<CudaMemory>(arg);
+    if (c.check_only() || c.epochs == 0) return c.result(0, 0);
     const int device = common_device(c.arrays());
     linsgd::TrainOutcome out;
     {
@@ -252,7 +263,7 @@ py::tuple train_impl(PyObject* const* arg) {
         out = c.model.scalar == Scalar::f32 ? run_train<float>(c, device) : run_train<double>(c, device);
     }
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
-    return py::make_tuple(out.steps_done, static_cast<int>(out.status));
+    return c.result(out.steps_done, static_cast<int>(out.status));
 }
 
 PyObject* train_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -270,9 +281,8 @@ PyObject* train_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyO
 }
 
 constexpr const char* kTrainDoc = LINSGD_TRAIN_SIGNATURE
-    "Run len(lr) epochs of mini-batch SGD on the device, in place; return (steps_done, status) with status 0 "
-    "completed, 1 target_loss reached, 2 diverged, 3 interrupted. threads (1..1024) is checked and ignored: "
-    "the signature is _core's.";
+    "_core.train on the device: the same arguments, checks and result; numpy arrays are copied to the device "
+    "and back, device arrays are used in place. threads (1..1024) is checked and ignored.";
 
 PyMethodDef kTrainDef = {"train", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&train_fastcall)),
                          METH_FASTCALL | METH_KEYWORDS, kTrainDoc};

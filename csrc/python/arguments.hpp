@@ -7,8 +7,10 @@
 // TypeError or ValueError naming the argument, before anything is written.
 #pragma once
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -178,25 +180,48 @@ GradientCall check_gradient(py::handle X, py::handle Y, py::handle W, py::handle
 // train's parameters, the same in both bindings (parsed by python/fastcall.hpp).
 // clang-format off
 enum TrainArg : int {
-    kX, kY, kW, kB, kOrder, kBatchSize, kLr, kWeightDecay, kDecayBias, kL2, kMomentum, kDampening, kNesterov,
-    kMaximize, kBufW, kBufB, kMomentumInitialized, kLosses, kXValid, kYValid, kValidLosses, kTargetLoss,
-    kSampleWeight, kThreads, kTrainArgCount
+    kX, kY, kW, kB, kOrder, kBatchSize, kLr, kEpochs, kWeightDecay, kDecayBias, kL2, kMomentum, kDampening,
+    kNesterov, kMaximize, kBufW, kBufB, kMomentumInitialized, kXValid, kYValid, kTargetLoss, kSampleWeight,
+    kThreads, kFlags, kTrainArgCount
 };
 constexpr int kTrainRequired = kSampleWeight;  // the arguments before sample_weight have no default
 constexpr const char* kTrainArgNames[kTrainArgCount] = {
-    "X", "Y", "W", "b", "order", "batch_size", "lr", "weight_decay", "decay_bias", "l2", "momentum", "dampening",
-    "nesterov", "maximize", "buf_W", "buf_b", "momentum_initialized", "losses", "X_valid", "Y_valid", "valid_losses",
-    "target_loss", "sample_weight", "threads"};
+    "X", "Y", "W", "b", "order", "batch_size", "lr", "epochs", "weight_decay", "decay_bias", "l2", "momentum",
+    "dampening", "nesterov", "maximize", "buf_W", "buf_b", "momentum_initialized", "X_valid", "Y_valid",
+    "target_loss", "sample_weight", "threads", "flags"};
 #define LINSGD_TRAIN_SIGNATURE                                                                                     \
-    "train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, "       \
-    "maximize, buf_W, buf_b, momentum_initialized, losses, X_valid, Y_valid, valid_losses, target_loss, "          \
-    "sample_weight=None, threads=1)\n--\n\n"
+    "train(X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum, dampening, "         \
+    "nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid, target_loss, sample_weight=None, "  \
+    "threads=1, flags=3)\n--\n\n"
 // clang-format on
+
+constexpr int64_t kCheckData = 1;    // refuse NaN or infinity in X, Y, X_valid, Y_valid
+constexpr int64_t kCheckParams = 2;  // refuse NaN or infinity in W, b
+constexpr int64_t kCheckOnly = 4;    // check and make the loss arrays; run no step
+constexpr int64_t kAllFlags = kCheckData | kCheckParams | kCheckOnly;
+
+// train's reals are Python floats (numpy's float64 is one) or ints, nothing else: whatever
+// train accepts, linsgd.kernels accepts with the same meaning; what it refuses, linsgd.kernels
+// converts (or refuses with its own message) before calling again.
+inline double exact_real(PyObject* o, const char* name) {
+    if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
+    if (!PyLong_Check(o) || PyBool_Check(o))
+        type_error(std::string(name) + " must be a float or an int, got " + Py_TYPE(o)->tp_name);
+    const double v = PyLong_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        value_error(std::string(name) + " is too large for a float");
+    }
+    return v;
+}
+
+inline bool is_real(PyObject* o) { return PyFloat_Check(o) || (PyLong_Check(o) && !PyBool_Check(o)); }
 
 struct TrainCall {
     ModelViews model;
-    ArrayView order, lr, losses, buf_w, buf_b, x_valid, y_valid, valid_losses;
-    const double* lr_values = nullptr;  // host memory: lr itself or lr_copy
+    ArrayView order, lr, buf_w, buf_b, x_valid, y_valid, losses, valid_losses;
+    py::object losses_array, valid_losses_array;  // made here, returned to the caller
+    const double* lr_values = nullptr;            // host memory: lr itself or lr_copy
     std::vector<double> lr_copy;
     int64_t epochs = 0;
     EpochSteps steps{0, 1};
@@ -204,6 +229,7 @@ struct TrainCall {
     bool momentum_initialized = false;
     double target_loss = std::numeric_limits<double>::quiet_NaN();
     int threads = 1;
+    int64_t flags = kCheckData | kCheckParams;
 
     TrainCall() = default;
     TrainCall(TrainCall&&) = default;  // lr_values may point into lr_copy, which a move keeps
@@ -211,31 +237,48 @@ struct TrainCall {
     TrainCall& operator=(const TrainCall&) = delete;
 
     bool use_momentum() const { return hyper.momentum != 0.0; }
-    bool has_valid() const { return valid_losses.given(); }
+    bool has_valid() const { return x_valid.given(); }
+    bool check_only() const { return (flags & kCheckOnly) != 0; }
     ViewList arrays() const {
         ViewList all;
         add_inputs(model, all);
-        for (const ArrayView* a : {&order, &lr, &losses, &buf_w, &buf_b, &x_valid, &y_valid, &valid_losses})
+        for (const ArrayView* a : {&order, &lr, &buf_w, &buf_b, &x_valid, &y_valid, &losses, &valid_losses})
             all.add(*a);
         return all;
     }
-    ViewList outputs() const {
-        ViewList outs;
-        for (const ArrayView* a : {&model.w, &model.b, &losses, &buf_w, &buf_b, &valid_losses}) outs.add(*a);
-        return outs;
+    py::tuple result(int64_t steps_done, int status) const {
+        return py::make_tuple(steps_done, status, losses_array,
+                              valid_losses_array ? valid_losses_array : py::object(py::none()));
     }
 };
 
+// Y (M, U) or, for one output, (M,).
+template <typename M>
+ArrayView targets(py::handle obj, const char* name, Scalar s, int64_t rows, int64_t outputs) {
+    ArrayView y = any_array<M>(obj, name);
+    const bool one_d = y.ndim == 1 && (outputs < 0 || outputs == 1);
+    y = float_array<M>(obj, name, one_d ? 1 : 2, false);
+    same_scalar(y, s);
+    if (y.dim(0) != rows || (!one_d && outputs >= 0 && y.dim(1) != outputs)) {
+        const std::string cols = outputs < 0 ? "U" : std::to_string(outputs);
+        value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", " + cols + ")" +
+                    (outputs <= 1 ? ", or (" + std::to_string(rows) + ",)," : "") + " got " + y.shape_text());
+    }
+    if (!one_d && y.dim(1) < 1) value_error(std::string(name) + " must have at least one column");
+    return y;
+}
+
 // Row indices may repeat (sampling with replacement) and an epoch may have more or fewer rows
-// than X; each one must lie in [0, rows).
+// than X; each one must lie in [0, rows). One epoch may give its order as (R,).
 template <typename M>
 ArrayView check_order(py::handle obj, int64_t epochs, int64_t rows) {
     ArrayView o = any_array<M>(obj, "order");
     if (o.kind != 'i' || o.itemsize != 8 || !o.native)
         type_error("order must be an int64 array, got dtype " + o.dtype_text());
-    if (o.ndim != 2) value_error("order must be 2-D (epochs, rows), got shape " + o.shape_text());
+    if (!(o.ndim == 2 || (o.ndim == 1 && epochs == 1)))
+        value_error("order must be 2-D (epochs, rows), got shape " + o.shape_text());
     check_layout(o, false);
-    if (o.dim(0) != epochs)
+    if (o.ndim == 2 && o.dim(0) != epochs)
         value_error("order must have one row per epoch (" + std::to_string(epochs) + "), got shape " + o.shape_text());
     std::vector<int64_t> copy;
     const int64_t* idx = M::template host_values<int64_t>(o, copy);
@@ -247,50 +290,86 @@ ArrayView check_order(py::handle obj, int64_t epochs, int64_t rows) {
 }
 
 template <typename M>
+void require_finite(const ArrayView& a) {
+    if (!a.given()) return;
+    const bool ok = a.scalar() == Scalar::f32 ? M::template all_finite<float>(a) : M::template all_finite<double>(a);
+    if (!ok) value_error(std::string(a.name) + " contains NaN or infinity");
+}
+
+inline py::object nan_array(int64_t n) {
+    py::array_t<double> a(static_cast<py::ssize_t>(n));
+    std::fill_n(a.mutable_data(), n, std::numeric_limits<double>::quiet_NaN());
+    return std::move(a);
+}
+
+template <typename M>
 TrainCall check_train(PyObject* const* arg) {
     auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
     TrainCall c;
-    c.model = check_model<M>(h(kX), h(kY), h(kW), h(kB), h(kSampleWeight), true);
-    const ModelViews& m = c.model;
-    const int64_t batch_size = int_arg(arg[kBatchSize], "batch_size");
-    if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
-    c.lr = double_array<M>(h(kLr), "lr", 1, false);
-    c.epochs = c.lr.dim(0);
-    c.lr_values = M::template host_values<double>(c.lr, c.lr_copy);
-    for (int64_t e = 0; e < c.epochs; ++e)
-        if (!(std::isfinite(c.lr_values[e]) && c.lr_values[e] >= 0.0))
-            value_error("lr must be finite and >= 0 in every epoch, got " + real_text(c.lr_values[e]) + " in epoch " +
-                        std::to_string(e));
+    ModelViews& m = c.model;
+    m.x = float_array<M>(h(kX), "X", 2, false);
+    m.scalar = m.x.scalar();
+    m.rows = m.x.dim(0);
+    m.features = m.x.dim(1);
+    if (m.rows < 1) value_error("X must have at least one row");
+    m.y = targets<M>(h(kY), "Y", m.scalar, m.rows, -1);
+    m.outputs = m.y.ndim == 1 ? 1 : m.y.dim(1);
+    m.w = like_x<M>(h(kW), "W", m.scalar, {m.outputs, m.features}, true);
+    if (!h(kB).is_none()) m.b = like_x<M>(h(kB), "b", m.scalar, {m.outputs}, true);
+    if (!h(kSampleWeight).is_none()) {
+        m.sample_weight = like_x<M>(h(kSampleWeight), "sample_weight", m.scalar, {m.rows}, false);
+        if (m.scalar == Scalar::f32)
+            check_weights<M, float>(m.sample_weight);
+        else
+            check_weights<M, double>(m.sample_weight);
+    }
+
+    c.epochs = int_arg(arg[kEpochs], "epochs");
+    if (c.epochs < 0) value_error("epochs must be >= 0, got " + std::to_string(c.epochs));
+    if (is_real(arg[kLr])) {
+        const double v = finite_non_negative(exact_real(arg[kLr], "lr"), "lr");
+        c.lr_copy.assign(static_cast<size_t>(c.epochs), v);
+        c.lr_values = c.lr_copy.data();
+    } else {
+        c.lr = double_array<M>(h(kLr), "lr", 1, false);
+        expect_shape(c.lr, {c.epochs});
+        c.lr_values = M::template host_values<double>(c.lr, c.lr_copy);
+        for (int64_t e = 0; e < c.epochs; ++e)
+            if (!(std::isfinite(c.lr_values[e]) && c.lr_values[e] >= 0.0))
+                value_error("lr must be finite and >= 0 in every epoch, got " + real_text(c.lr_values[e]) +
+                            " in epoch " + std::to_string(e));
+    }
 
     SgdHyper& hp = c.hyper;
-    hp.weight_decay = finite_non_negative(real_arg(arg[kWeightDecay], "weight_decay"), "weight_decay");
+    hp.weight_decay = finite_non_negative(exact_real(arg[kWeightDecay], "weight_decay"), "weight_decay");
     hp.decay_bias = bool_arg(arg[kDecayBias], "decay_bias");
-    hp.l2 = finite_non_negative(real_arg(arg[kL2], "l2"), "l2");
-    hp.momentum = finite_non_negative(real_arg(arg[kMomentum], "momentum"), "momentum");
-    hp.dampening = finite(real_arg(arg[kDampening], "dampening"), "dampening");
+    hp.l2 = finite_non_negative(exact_real(arg[kL2], "l2"), "l2");
+    hp.momentum = finite_non_negative(exact_real(arg[kMomentum], "momentum"), "momentum");
+    hp.dampening = finite(exact_real(arg[kDampening], "dampening"), "dampening");
     hp.nesterov = bool_arg(arg[kNesterov], "nesterov");
     hp.maximize = bool_arg(arg[kMaximize], "maximize");
     if (hp.nesterov && (hp.momentum <= 0.0 || hp.dampening != 0.0))
         value_error("nesterov requires momentum > 0 and dampening == 0");
     c.momentum_initialized = bool_arg(arg[kMomentumInitialized], "momentum_initialized");
-    c.target_loss = real_arg(arg[kTargetLoss], "target_loss");
-    if (std::isinf(c.target_loss)) value_error("target_loss must be finite or NaN (disabled)");
+    if (!h(kTargetLoss).is_none()) c.target_loss = finite(exact_real(arg[kTargetLoss], "target_loss"), "target_loss");
     c.threads = thread_count(arg[kThreads] ? int_arg(arg[kThreads], "threads") : 1);
+    if (arg[kFlags]) c.flags = int_arg(arg[kFlags], "flags");
+    if ((c.flags & ~kAllFlags) != 0) value_error("flags must be a combination of 1, 2 and 4");
 
     int64_t rows_per_epoch = m.rows;
     if (!h(kOrder).is_none()) {
         c.order = check_order<M>(h(kOrder), c.epochs, m.rows);
-        rows_per_epoch = c.order.dim(1);
+        rows_per_epoch = c.order.dim(c.order.ndim - 1);
+        if (rows_per_epoch < 1) value_error("order must select at least one row per epoch");
     }
-    if (rows_per_epoch < 1) value_error("order must select at least one row per epoch");
+    int64_t batch_size = rows_per_epoch;
+    if (!h(kBatchSize).is_none()) {
+        batch_size = int_arg(arg[kBatchSize], "batch_size");
+        if (batch_size < 1) value_error("batch_size must be >= 1, got " + std::to_string(batch_size));
+    }
+    // (a batch larger than the epoch is the whole epoch: the same steps)
     c.steps = EpochSteps(rows_per_epoch, batch_size);
     if (!c.steps.total_fits(c.epochs)) value_error("epochs * steps per epoch overflows int64");
-
-    c.losses = double_array<M>(h(kLosses), "losses", 1, true);
-    const int64_t total = c.epochs * c.steps.steps;
-    if (c.losses.dim(0) < total)
-        value_error("losses must hold epochs * steps_per_epoch = " + std::to_string(total) + " values, got shape " +
-                    c.losses.shape_text());
 
     if (c.use_momentum()) {
         c.buf_w = like_x<M>(h(kBufW), "buf_W", m.scalar, {m.outputs, m.features}, true);
@@ -301,19 +380,30 @@ TrainCall check_train(PyObject* const* arg) {
         }
     }
 
-    if (!h(kValidLosses).is_none()) {
+    if (!h(kXValid).is_none() || !h(kYValid).is_none()) {
+        if (h(kXValid).is_none() || h(kYValid).is_none()) value_error("X_valid and Y_valid must be given together");
         c.x_valid = float_array<M>(h(kXValid), "X_valid", 2, false);
         same_scalar(c.x_valid, m.scalar);
         if (c.x_valid.dim(0) < 1 || c.x_valid.dim(1) != m.features)
             value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(m.features) + "), got " +
                         c.x_valid.shape_text());
-        c.y_valid = like_x<M>(h(kYValid), "Y_valid", m.scalar, {c.x_valid.dim(0), m.outputs}, false);
-        c.valid_losses = double_array<M>(h(kValidLosses), "valid_losses", 1, true);
-        expect_shape(c.valid_losses, {c.epochs});
-    } else if (!h(kXValid).is_none() || !h(kYValid).is_none()) {
-        value_error("X_valid and Y_valid need valid_losses to write to");
+        c.y_valid = targets<M>(h(kYValid), "Y_valid", m.scalar, c.x_valid.dim(0), m.outputs);
     }
-    no_overlap(c.outputs(), c.arrays());
+    ViewList outs;
+    for (const ArrayView* a : {&m.w, &m.b, &c.buf_w, &c.buf_b}) outs.add(*a);
+    no_overlap(outs, c.arrays());
+    if (c.flags & kCheckData)
+        for (const ArrayView* a : {&m.x, &m.y, &c.x_valid, &c.y_valid}) require_finite<M>(*a);
+    if (c.flags & kCheckParams)
+        for (const ArrayView* a : {&m.w, &m.b}) require_finite<M>(*a);
+
+    // the outputs, NaN where no step (or no epoch) runs; numpy arrays for both bindings
+    c.losses_array = nan_array(c.epochs * c.steps.steps);
+    c.losses = numpy_view(c.losses_array.ptr(), "losses");
+    if (c.has_valid()) {
+        c.valid_losses_array = nan_array(c.epochs);
+        c.valid_losses = numpy_view(c.valid_losses_array.ptr(), "valid_losses");
+    }
     return c;
 }
 

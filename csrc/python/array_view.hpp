@@ -16,6 +16,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "linsgd/kernels.hpp"
+
 namespace linsgd {
 namespace python {
 
@@ -280,6 +282,10 @@ struct HostMemory {
     template <typename V>
     static const V* host_values(const ArrayView& a, std::vector<V>&) {
         return reinterpret_cast<const V*>(a.data);
+    }
+    template <typename T>
+    static bool all_finite(const ArrayView& a) {
+        return linsgd::cpu::all_finite<T>(reinterpret_cast<const T*>(a.data), a.size());
     }
 };
 

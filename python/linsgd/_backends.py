@@ -6,12 +6,13 @@ fallback) and ``linsgd._cuda`` (CUDA, where it is built and a device is visible)
 environment variable ``LINSGD_BACKEND`` forces one; asking for one that is missing raises a
 ``ValueError`` that says what is missing and how to get it.
 
-``linsgd.kernels`` checks and converts every argument before it calls a backend (see
-:mod:`linsgd._call`); the compiled bindings check every dtype, shape, stride, alignment,
-writability, index and memory overlap once more themselves, so that a direct call can never
-read or write out of bounds. ``T`` is float32 or float64; every array is C-contiguous and of
-dtype ``T`` unless stated otherwise; ``b``-like arguments are ``None`` for a model without a
-bias::
+``linsgd.kernels`` hands a call that needs no conversion straight to the backend, and converts
+any other first (see :mod:`linsgd._call`). ``train`` checks every argument itself (the numba
+backend through ``linsgd._core``'s check, where it is built): every dtype, shape, stride,
+alignment, writability, index and memory overlap, and the values, so that a direct call can
+never read or write out of bounds and accepts exactly what ``linsgd.kernels`` accepts with the
+same meaning. ``T`` is float32 or float64; every array is C-contiguous and of dtype ``T`` unless
+stated otherwise; ``b``-like arguments are ``None`` for a model without a bias::
 
     loss(X, Y, W, b, sample_weight=None) -> float
         X (M, N), Y (M, U), W (U, N), b (U,) or None.  MSE over all M*U entries, in T:
@@ -20,30 +21,35 @@ bias::
     gradient(X, Y, W, b, gW, gb, sample_weight=None) -> float
         Writes gW (U, N) and gb (U,) (gb is None when b is None); returns the batch loss.
 
-    train(X, Y, W, b, order, batch_size, lr, weight_decay, decay_bias, l2,
-          momentum, dampening, nesterov, maximize,
-          buf_W, buf_b, momentum_initialized,
-          losses, X_valid, Y_valid, valid_losses, target_loss, sample_weight=None,
-          threads=1) -> (steps_done, status)
-        E = len(lr) epochs in one call.  lr is float64 (E,), the learning rate of each epoch
-        (finite, >= 0). order is int64 (E, R) with 0 <= order[e, i] < M (the rows of epoch
-        e, in order; rows may repeat and R may differ from M) or None (rows 0..M-1, R = M).
-        batch_size >= 1; one larger than R means one batch per epoch. Steps per epoch
-        S = ceil(R / batch_size); the last batch of an epoch may be ragged. W, b, buf_W
-        (U, N), buf_b (U,) are updated in place; buf_* are read only when
-        momentum_initialized is true (else the first step copies the direction into them, as
-        torch does); they are None when momentum == 0. losses is float64 (E*S,): the batch
-        loss of every step (before its update). X_valid/Y_valid/valid_losses (float64 (E,))
-        are None or all given: the full-set MSE after each epoch. target_loss: stop after the
-        first step whose batch loss is < target_loss (NaN disables). sample_weight: None or
-        T (M,) non-negative row weights; each batch's loss is then the weighted mean
-        sum(w e^2) / (U sum(w)) (unit weights reproduce the unweighted bits). threads: host
-        threads for large steps, 1..1024, the same bits for every count (ignored by the
-        numba and CUDA backends). status: 0 completed, 1 target_loss reached, 2 diverged (a
-        non-finite loss: that step is not applied; or a non-finite parameter after a step);
-        on Ctrl-C the call raises KeyboardInterrupt. steps_done counts the steps whose update
-        was applied. The GIL is released while the kernel runs (but for calls of a few
-        microseconds): calls on different arrays may run in parallel threads.
+    train(X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2,
+          momentum, dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized,
+          X_valid, Y_valid, target_loss, sample_weight=None, threads=1, flags=3)
+        -> (steps_done, status, losses, valid_losses)
+        E = epochs (>= 0) epochs in one call. Y (and Y_valid) may be (M,) for one output.
+        lr: a Python number, the learning rate of every epoch, or float64 (E,), one per
+        epoch (finite, >= 0). order is int64 (E, R) (or (R,) when E == 1) with
+        0 <= order[e, i] < M (the rows of epoch e, in order; rows may repeat and R may differ
+        from M) or None (rows 0..M-1, R = M). batch_size >= 1 or None (R); one larger than R
+        means one batch per epoch. Steps per epoch S = ceil(R / batch_size); the last batch of
+        an epoch may be ragged. The penalties and momentum are finite and >= 0, and nesterov
+        needs momentum > 0 and dampening == 0, as in torch.optim.SGD. W, b, buf_W (U, N),
+        buf_b (U,) are updated in place; buf_* are read only when momentum_initialized is
+        true (else the first step copies the direction into them, as torch does); they are
+        None when momentum == 0. X_valid/Y_valid are None or both given: the full-set MSE
+        after each epoch. target_loss: None, or stop after the first step whose batch loss is
+        < target_loss. sample_weight: None or T (M,) non-negative row weights; each batch's
+        loss is then the weighted mean sum(w e^2) / (U sum(w)) (unit weights reproduce the
+        unweighted bits). threads: host threads for large steps, 1..1024, the same bits for
+        every count (ignored by the numba and CUDA backends). flags: 1 refuse NaN/infinity in
+        X, Y, X_valid, Y_valid; 2 in W, b; 4 check only (no step runs). Returned: losses,
+        float64 (E*S,), the batch loss of every step (before its update), and valid_losses,
+        float64 (E,) or None, both NaN where nothing ran; status 0 completed, 1 target_loss
+        reached, 2 diverged (a non-finite loss: that step is not applied; or a non-finite
+        parameter after a step); on Ctrl-C the call raises KeyboardInterrupt. steps_done
+        counts the steps whose update was applied. Anything else raises TypeError or
+        ValueError naming the argument before anything is written. The GIL is released while
+        the kernel runs (but for calls of a few microseconds): calls on different arrays may
+        run in parallel threads.
 """
 
 from __future__ import annotations

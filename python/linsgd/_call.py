@@ -3,8 +3,8 @@
 :mod:`linsgd.kernels` hands every training call to ``prepare``, which checks and converts each
 argument once (host arrays here, GPU arrays through :mod:`linsgd._cuda_dispatch`) into a
 ``TrainCall``: the backend's ``train`` arguments in its order (see :mod:`linsgd._backends`),
-with the loss buffers and momentum buffers made for it. ``TrainCall.run`` runs it and keeps
-the optimizer state.
+with the momentum buffers made for it. ``TrainCall.run`` runs it and keeps the optimizer
+state. ``run_call`` hands a call that needs no conversion to the backend directly.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ _I64 = np.dtype(np.int64)
 _F32 = ck.F32
 _F64 = ck.F64
 _finite = ck.all_finite
-_NAN = float("nan")
 _ND = np.ndarray
 
 
@@ -223,28 +222,10 @@ def _hyper(
     return wd, db, l2v, mu, damp, nest, maxi
 
 
-# One learning-rate array per (lr, epochs) seen lately: the kernels only read it, and building
-# it costs more than the dict look-up. Zero is left out (0.0 and -0.0 are one key but not the
-# same bits).
-_RATES: dict = {}
-
-
-def _constant_rates(lr: float, epochs: int) -> np.ndarray:
-    key = (lr, epochs)
-    out = _RATES.get(key) if lr != 0.0 else None
-    if out is None:
-        out = np.empty(epochs)
-        out.fill(lr)
-        if lr != 0.0:
-            if len(_RATES) >= 64:
-                _RATES.clear()
-            _RATES[key] = out
-    return out
-
-
-def _learning_rates(lr: Any, epochs: int) -> np.ndarray:
+def _learning_rates(lr: Any, epochs: int) -> float | np.ndarray:
+    """A float for every epoch, or a float64 array of one per epoch."""
     if type(lr) is float and math.isfinite(lr) and lr >= 0.0:
-        return _constant_rates(lr, epochs)
+        return lr
     if isinstance(lr, _ND) or (isinstance(lr, Sequence) and not isinstance(lr, str)):
         if isinstance(lr, _ND) and lr.dtype.kind in "fiu":
             rates = np.array(lr, dtype=np.float64).reshape(-1)
@@ -258,7 +239,7 @@ def _learning_rates(lr: Any, epochs: int) -> np.ndarray:
                 f"got shape {np.shape(lr)}"
             )
         return rates
-    return _constant_rates(ck.real(lr, "lr", minimum=0.0), epochs)
+    return ck.real(lr, "lr", minimum=0.0)
 
 
 def _orders(order: Any, m: int, epochs: int, name: str) -> np.ndarray:
@@ -321,26 +302,19 @@ def _keep_state(state: dict, bw: Any, bb: Any, initialized: bool, steps: int) ->
 
 class TrainCall:
     """One checked, converted call of a backend's ``train``: its arguments in the backend's
-    order, and what the caller needs to read the outcome."""
+    order, and the optimizer state to keep once it ran."""
 
-    __slots__ = ("args", "bb", "bw", "epochs", "initialized", "module", "state", "steps_per_epoch")
+    __slots__ = ("args", "bb", "bw", "initialized", "module", "state")
 
-    def run(self) -> tuple[int, int]:
-        """Run the call; keep the momentum buffers and step count in ``state``."""
-        if self.epochs == 0:
-            return 0, 0
-        steps, status = self.module.train(*self.args)
+    def run(self) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+        """Run the call; keep the momentum buffers and step count in ``state``.
+
+        Returns ``(losses (E*S,), valid_losses (E,) or None, steps, status)``.
+        """
+        steps, status, losses, valid = self.module.train(*self.args)
         if self.state is not None:
             _keep_state(self.state, self.bw, self.bb, self.initialized, steps)
-        return steps, status
-
-    @property
-    def losses(self) -> np.ndarray:
-        return self.args[17]
-
-    @property
-    def valid_losses(self) -> np.ndarray | None:
-        return self.args[20]
+        return losses, valid, steps, status
 
 
 def prepare(
@@ -357,38 +331,28 @@ def prepare(
         mod = _device_backend(backend)
         x, y, w, bias = _device_arrays(X, Y, W, b, check_finite)
     else:
-        name, mod = resolve_backend(backend)
+        _, mod = resolve_backend(backend)
         x, y = _data(X, Y, check_finite)
         w, bias = _params(W, b, x, y, True)
     threads = ck.thread_count(n_threads)
     n_epochs = ck.integer(epochs, "epochs", minimum=0)
     m = int(x.shape[0])
-    bs = m if batch_size is None else ck.integer(batch_size, "batch_size", minimum=1)
+    bs = None if batch_size is None else ck.integer(batch_size, "batch_size", minimum=1)
     h = _hyper(*hyper)
     rates = _learning_rates(lr, n_epochs)
     order = None
-    rows = m
     if orders is not None:
         order = _orders(orders, m, n_epochs, order_name)
         if n_epochs == 0:
             order = None
-        else:
-            rows = order.shape[1]
-    if bs > rows:
-        bs = rows  # one batch per epoch: the same steps, and no overflow in the kernel
-    target = _NAN if target_loss is None else ck.real(target_loss, "target_loss")
-    xv = yv = vl = None
+    target = None if target_loss is None else ck.real(target_loss, "target_loss")
+    xv = yv = None
     if eval_set is not None:
         xv, yv = (
             _device_eval(eval_set, check_finite)
             if device
             else _eval_arrays(eval_set, x, y, check_finite)
         )
-        vl = np.empty(n_epochs)
-        vl.fill(_NAN)
-    steps_per_epoch = -(-rows // bs)
-    losses = np.empty(n_epochs * steps_per_epoch)
-    losses.fill(_NAN)
     if device:
         sw = None if sample_weight is None else _cd.as_cuda_arg(sample_weight, "sample_weight")
     else:
@@ -397,7 +361,7 @@ def prepare(
     initialized = False
     if h[3] != 0.0:
         bw, bb, initialized = _momentum_buffers(state, w, bias, device)
-    if not device and name == "numba":  # the compiled bindings check this themselves
+    if not device and _core is None:  # the numba backend trusts its arguments then
         ck.no_shared_memory(
             [(w, "W"), (bias, "b"), (bw, "state['momentum_buffer_W']"),
              (bb, "state['momentum_buffer_b']")],
@@ -406,14 +370,13 @@ def prepare(
         )  # fmt: skip
     call = TrainCall()
     call.module = mod
+    # flags 0: the finiteness asked for was checked above
     call.args = (
-        x, y, w, bias, order, bs, rates, *h, bw, bb, initialized, losses, xv, yv, vl, target,
-        sw, threads,
+        x, y, w, bias, order, bs, rates, n_epochs, *h, bw, bb, initialized, xv, yv, target, sw,
+        threads, 0,
     )  # fmt: skip
     call.bw, call.bb, call.initialized = bw, bb, initialized
-    call.epochs = n_epochs
     call.state = state
-    call.steps_per_epoch = steps_per_epoch
     return call
 
 
@@ -452,119 +415,72 @@ def evaluation_arrays(X: Any, Y: Any, W: Any, b: Any, sample_weight: Any, backen
     return mod, x, y, w, bias, _sample_weight(sample_weight, x), False
 
 
-# ----------------------------------------------------------------------------- one compiled call
+# ----------------------------------------------------------------------------- one call
 
 try:
-    from ._core import run as _core_run
+    from . import _core
 except ImportError:  # a numba-only install
-    _core_run = None
+    _core = None
 
 
 def run_call(
-    X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-    target_loss, sample_weight, check_finite, backend, n_threads,
+    X, Y, W, b, batch_size, epochs, lr, orders, order_name, weight_decay, decay_bias, l2,
+    momentum, dampening, nesterov, maximize, state, eval_set, target_loss, sample_weight,
+    check_finite, backend, n_threads,
 ):  # fmt: skip
     """Check, convert and run one training call.
 
-    Returns ``(losses (E*S,), valid_losses or None, steps, status, S)``.
+    Returns ``(losses (E*S,), valid_losses (E,) or None, steps, status)``.
 
-    A call without row orders or sample weights is first offered to ``_core.run``, which checks
-    it in one compiled call and, for the C++ backend, runs it. It accepts less than
-    :func:`prepare` (exact numpy arrays, Python scalars of the expected kinds), so that whatever
-    it accepts is accepted with the same meaning; it checks every array (dtypes, shapes,
-    layouts, overlap, finiteness), makes the loss arrays, and refuses before anything is
-    written. Anything it refuses goes to :func:`prepare`, which converts what it may and raises
-    what it must. The numba backend has it check the call only (flag 4) and runs it itself.
+    The arguments go to the backend's ``train`` as they are, first: it checks every one (the
+    compiled check of ``linsgd._core``, which the numba backend runs too) and refuses, before
+    anything is written, whatever is not exactly what it takes: numpy arrays of the model's
+    dtype in the layout the kernels read, Python numbers and bools. So a call that needs no
+    conversion costs one compiled check. A refused call goes to :func:`prepare`, which
+    converts what it may and raises what it must, with the Python API's messages; GPU arrays
+    go there at once. Without ``linsgd._core`` every call goes to :func:`prepare`.
     """
-    if not (
-        orders is None
-        and sample_weight is None
-        and _core_run is not None
-        and type(X) is _ND
-        and (state is None or type(state) is dict)
-    ):  # fmt: skip  (GPU arrays, in particular, go to prepare and the CUDA backend)
-        return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-    mu = hyper[3]
-    bw = bb = None
-    initialized = False
-    if mu.__class__ is not float or mu != 0.0:
-        if mu.__class__ is not float and mu.__class__ is not int:
-            return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-        if mu != 0:
-            if state is not None and "momentum_buffer_W" in state:
+    if _core is not None and type(X) is _ND:
+        direct = True
+        bw = bb = None
+        initialized = False
+        if momentum:
+            if type(state) is dict and "momentum_buffer_W" in state:
                 bw = state["momentum_buffer_W"]
                 bb = state.get("momentum_buffer_b") if b is not None else None
                 initialized = True
-            elif type(W) is _ND and (b is None or type(b) is _ND):
+            elif (
+                type(W) is _ND
+                and (b is None or type(b) is _ND)
+                and (state is None or type(state) is dict)
+            ):
                 bw = np.zeros(W.shape, W.dtype)
                 bb = None if b is None else np.zeros(b.shape, b.dtype)
             else:
-                return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-    xv = yv = None
-    if eval_set is not None:
-        if not ((type(eval_set) is tuple or type(eval_set) is list) and len(eval_set) == 2):
-            return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-        xv, yv = eval_set
-    if n_threads.__class__ is not int or n_threads < 1:
-        if n_threads.__class__ is not int or n_threads != -1:
-            return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-        n_threads = ck.thread_count(-1)
-    name, mod = resolve_backend(backend)
-    if name != "cpp" and name != "numba":
-        return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-    flags = (3 if check_finite else 2) | (4 if name == "numba" else 0)
-    try:
-        steps, status, losses, vl = _core_run(
-            X, Y, W, b, batch_size, lr, epochs, *hyper, bw, bb, initialized, xv, yv,
-            target_loss, n_threads, flags,
-        )  # fmt: skip
-    except (TypeError, ValueError):
-        return _general(
-            X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-            target_loss, sample_weight, check_finite, backend, n_threads,
-        )  # fmt: skip
-    m = X.shape[0]
-    bs = m if batch_size is None or batch_size > m else batch_size
-    if name == "numba":
-        # the values _core.run accepted, as the types the jitted entry is compiled for
-        wd, db, l2, _, damp, nest, maxi = hyper
-        rates = _constant_rates(float(lr), epochs) if type(lr) is not _ND else lr
-        steps, status = mod.train(
-            X, Y.reshape(m, -1), W, b, None, bs, rates, float(wd), db, float(l2), float(mu),
-            float(damp), nest, maxi, bw, bb, initialized, losses, xv,
-            None if yv is None else yv.reshape(len(yv), -1), vl,
-            _NAN if target_loss is None else float(target_loss), None, n_threads,
-        )  # fmt: skip
-    if state is not None:
-        _keep_state(state, bw, bb, initialized, steps)
-    return losses, vl, steps, status, -(-m // bs)
-
-
-def _general(
-    X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
-    target_loss, sample_weight, check_finite, backend, n_threads,
-):  # fmt: skip
-    call = prepare(
+                direct = False
+        elif state is not None and type(state) is not dict:
+            direct = False
+        if eval_set is None:
+            xv = yv = None
+        elif (type(eval_set) is tuple or type(eval_set) is list) and len(eval_set) == 2:
+            xv, yv = eval_set
+        else:
+            direct = False
+        if direct:
+            try:
+                steps, status, losses, valid = resolve_backend(backend)[1].train(
+                    X, Y, W, b, orders, batch_size, lr, epochs, weight_decay, decay_bias, l2,
+                    momentum, dampening, nesterov, maximize, bw, bb, initialized, xv, yv,
+                    target_loss, sample_weight, n_threads, 3 if check_finite else 2,
+                )  # fmt: skip
+            except (TypeError, ValueError):
+                pass
+            else:
+                if state is not None:
+                    _keep_state(state, bw, bb, initialized, steps)
+                return losses, valid, steps, status
+    hyper = (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize)
+    return prepare(
         X, Y, W, b, batch_size, epochs, lr, orders, order_name, hyper, state, eval_set,
         target_loss, sample_weight, check_finite, backend, n_threads,
-    )  # fmt: skip
-    steps, status = call.run()
-    return call.losses, call.valid_losses, steps, status, call.steps_per_epoch
+    ).run()  # fmt: skip

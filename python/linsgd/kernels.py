@@ -63,6 +63,7 @@ costs a few microseconds of Python on top of the compiled loop.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -263,12 +264,17 @@ def train(
         On Ctrl-C, within a fraction of a second; ``W``, ``b`` and ``state`` are then part-way
         through the run (see the module documentation).
     """
-    losses, valid, steps, status, spe = run_call(
+    losses, valid, steps, status = run_call(
         X, Y, W, b, batch_size, epochs, lr, orders, "orders",
-        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state,
         eval_set, target_loss, sample_weight, check_finite, backend, n_threads,
     )  # fmt: skip
-    n_epochs = losses.shape[0] // spe
+    n_epochs = operator.index(epochs)  # (the call accepted it)
+    if n_epochs:
+        spe = losses.shape[0] // n_epochs
+    else:  # no epoch ran: the steps an epoch would have had
+        rows = len(X) if orders is None else np.shape(orders)[-1]
+        spe = -(-rows // (rows if batch_size is None else min(operator.index(batch_size), rows)))
     return TrainResult(
         losses.reshape(n_epochs, spe), valid, steps, n_epochs if status == 0 else steps // spe,
         _STATUS[status],
@@ -322,13 +328,13 @@ def epoch(
         When a loss or a parameter becomes NaN or infinite (its ``epoch`` is 0, its ``step``
         the step that diverged).
     """
-    losses, _, steps, status, spe = run_call(
+    losses, _, steps, status = run_call(
         X, Y, W, b, batch_size, 1, lr, order, "order",
-        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state,
         None, None, sample_weight, check_finite, backend, n_threads,
     )  # fmt: skip
     if status == 2:
-        raise_if_diverged(status, steps, spe, W, b)
+        raise_if_diverged(status, steps, losses.shape[0], W, b)
     return losses
 
 
@@ -373,11 +379,11 @@ def step(
     DivergenceError
         When the loss or a parameter becomes NaN or infinite.
     """
-    losses, _, steps, status, spe = run_call(
+    losses, _, steps, status = run_call(
         X, Y, W, b, None, 1, lr, None, "order",
-        (weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize), state,
+        weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state,
         None, None, sample_weight, check_finite, backend, n_threads,
     )  # fmt: skip
     if status == 2:
-        raise_if_diverged(status, steps, spe, W, b)
+        raise_if_diverged(status, steps, 1, W, b)
     return float(losses[0])

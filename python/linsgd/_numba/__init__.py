@@ -1,9 +1,10 @@
 """Numba backend: ``_core``'s entry points and signatures, JIT-compiled, the same bits.
 
 ``loss``, ``gradient`` and ``train`` take exactly the arguments of ``linsgd._core``'s (see
-:mod:`linsgd._backends`), already validated and converted by ``linsgd.kernels``: the kernels
-trust them (dtypes, shapes, C-contiguity, ``batch_size`` in ``[1, rows per epoch]``). The
-arithmetic is in :mod:`._kernels` and :mod:`._intrinsics`.
+:mod:`linsgd._backends`). ``train`` has ``_core.train`` check its arguments (check only,
+flag 4) when ``linsgd._core`` is built; ``loss`` and ``gradient``, and ``train`` in a
+numba-only install, trust their arguments (dtypes, shapes, C-contiguity) as ``linsgd.kernels``
+checked and converted them. The arithmetic is in :mod:`._kernels` and :mod:`._intrinsics`.
 
 A jitted kernel cannot see a pending Ctrl-C, so :func:`train` cuts long runs into calls of about
 ``_CHUNK_SECONDS``, between which Python raises ``KeyboardInterrupt`` (W, b and the buffers then
@@ -36,6 +37,11 @@ _FIRST_CHUNK_WORK = 1 << 22
 # written to a zero-size array, so one set serves every call and every thread.
 _EMPTY = {np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt)) for dt in (np.float64, np.float32)}
 _NO_LOSSES = np.empty(0, dtype=np.float64)
+
+try:  # every call's arguments are checked by _core's check when it is built
+    from .._core import train as _core_train
+except ImportError:
+    _core_train = None
 
 
 def loss(
@@ -111,8 +117,9 @@ def train(
     W: np.ndarray,
     b: np.ndarray | None,
     order: np.ndarray | None,
-    batch_size: int,
-    lr: np.ndarray,
+    batch_size: int | None,
+    lr: float | np.ndarray,
+    epochs: int,
     weight_decay: float,
     decay_bias: bool,
     l2: float,
@@ -123,32 +130,34 @@ def train(
     buf_W: np.ndarray | None,
     buf_b: np.ndarray | None,
     momentum_initialized: bool,
-    losses: np.ndarray,
     X_valid: np.ndarray | None,
     Y_valid: np.ndarray | None,
-    valid_losses: np.ndarray | None,
-    target_loss: float,
+    target_loss: float | None,
     sample_weight: np.ndarray | None = None,
     threads: int = 1,
-) -> tuple[int, int]:
-    """Run ``len(lr)`` epochs of mini-batch SGD in place, bit-compatible with ``torch.optim.SGD``.
+    flags: int = 3,
+) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+    """Run ``epochs`` epochs of mini-batch SGD in place, bit-compatible with ``torch.optim.SGD``.
 
     Parameters
     ----------
     X : ndarray of shape (M, N)
         Inputs, C-contiguous, dtype ``T`` (float32 or float64).
-    Y : ndarray of shape (M, U)
-        Targets, dtype ``T``.
+    Y : ndarray of shape (M, U) or (M,)
+        Targets, dtype ``T`` (1-D: one output).
     W : ndarray of shape (U, N)
         Weights, dtype ``T``; updated in place.
     b : ndarray of shape (U,) or None
         Bias, dtype ``T``, updated in place; ``None`` for a model without bias.
-    order : ndarray of int64, shape (E, R), or None
+    order : ndarray of int64, shape (E, R) (or (R,) when E is 1), or None
         The rows of each epoch, in order; ``None`` means rows ``0 .. M-1`` every epoch.
-    batch_size : int
-        Rows per step, in ``[1, R]``; the last batch of an epoch may be smaller.
-    lr : ndarray of float64, shape (E,)
-        Learning rate of each epoch.
+    batch_size : int or None
+        Rows per step (a batch larger than the epoch is the whole epoch; None: the whole
+        epoch); the last batch of an epoch may be smaller.
+    lr : float or ndarray of float64, shape (E,)
+        Learning rate of every epoch, or of each epoch.
+    epochs : int
+        Epochs to run, ``E``.
     weight_decay : float
         torch's coupled weight decay, on the weights and (if ``decay_bias``) the bias.
     decay_bias : bool
@@ -164,18 +173,16 @@ def train(
         ``buf_b`` is ``None`` when ``b`` is).
     momentum_initialized : bool
         Whether the buffers hold state; if not, the first step copies the direction into them.
-    losses : ndarray of float64, shape (E*S,)
-        Output: the batch loss of every step, before its update.
     X_valid, Y_valid : ndarray or None
         Validation set, evaluated after every epoch when given.
-    valid_losses : ndarray of float64, shape (E,), or None
-        Output: the validation MSE after each epoch.
-    target_loss : float
-        Stop after the first step whose batch loss is below it (NaN disables).
+    target_loss : float or None
+        Stop after the first step whose batch loss is below it (None: never).
     sample_weight : ndarray of shape (M,) or None
         Row weights, as in :func:`loss`.
     threads : int
         Ignored (``_core``'s host threads).
+    flags : int
+        As ``_core.train``'s: 1 refuse NaN/infinity in the data, 2 in ``W``/``b``, 4 check only.
 
     Returns
     -------
@@ -184,7 +191,36 @@ def train(
     status : int
         0 completed, 1 ``target_loss`` reached, 2 diverged (non-finite loss: step not applied;
         or non-finite parameter after a step). An interruption raises ``KeyboardInterrupt``.
+    losses : ndarray of float64, shape (E*S,)
+        The batch loss of every step, before its update (NaN for steps not run).
+    valid_losses : ndarray of float64, shape (E,), or None
+        The validation MSE after each epoch (None without a validation set).
     """
+    if _core_train is not None:
+        # _core's own check of every argument; it makes the loss arrays and runs nothing
+        _, _, losses, valid_losses = _core_train(
+            X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+            dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+            target_loss, sample_weight, threads, flags | 4,
+        )  # fmt: skip
+    m = X.shape[0]
+    E = int(epochs)
+    rows = m if order is None else order.shape[-1]
+    bs = rows if batch_size is None else min(int(batch_size), rows)
+    has_valid = X_valid is not None
+    if _core_train is None:  # checked by linsgd.kernels, which calls it
+        losses = np.full(E * -(-rows // bs), np.nan)
+        valid_losses = np.full(E, np.nan) if has_valid else None
+    if E == 0:
+        return 0, 0, losses, valid_losses
+    if Y.ndim == 1:
+        Y = Y.reshape(m, 1)
+    if has_valid and Y_valid.ndim == 1:
+        Y_valid = Y_valid.reshape(-1, 1)
+    if order is not None and order.ndim == 1:
+        order = order.reshape(1, -1)
+    rates = lr if type(lr) is np.ndarray else _constant_rates(float(lr), E)
+    target = np.nan if target_loss is None else float(target_loss)
     has_b = b is not None
     if momentum != 0.0 and (buf_W is None or (has_b and buf_b is None)):
         # no state to keep: the first step fills fresh buffers
@@ -198,41 +234,63 @@ def train(
         # The common calls, straight to a few-argument kernel: numba's dispatcher types every
         # argument of every call, and with the Python around it that is most of a small call's
         # cost. losses.size is E*S, the steps of the call.
-        if 2 * losses.size * batch_size * W.size <= _FIRST_CHUNK_WORK:
+        if 2 * losses.size * bs * W.size <= _FIRST_CHUNK_WORK:
             bias = b if has_b else _EMPTY[W.dtype][0]
             if momentum == 0.0:
-                res = _train_plain(X, Y, W, bias, batch_size, lr, wd + 2.0 * float(l2),
+                res = _train_plain(X, Y, W, bias, bs, rates, wd + 2.0 * float(l2),
                                    wd if decay_bias else 0.0, bool(maximize), losses,
-                                   float(target_loss))  # fmt: skip
+                                   target)  # fmt: skip
             else:
-                res = _train_momentum(X, Y, W, bias, batch_size, lr, wd + 2.0 * float(l2),
+                res = _train_momentum(X, Y, W, bias, bs, rates, wd + 2.0 * float(l2),
                                       wd if decay_bias else 0.0, float(momentum),
                                       float(dampening), bool(nesterov), bool(maximize), buf_W,
                                       buf_b if has_b else bias, bool(momentum_initialized),
-                                      losses, float(target_loss))  # fmt: skip
-            return res if res[1] >= 0 else _no_memory()
+                                      losses, target)  # fmt: skip
+            if res[1] < 0:
+                _no_memory()
+            return res[0], res[1], losses, valid_losses
     e1, e2 = _EMPTY[W.dtype]
-    has_valid = X_valid is not None
-    bs = int(batch_size)
     n = losses.size  # E*S (the kernel clamps its last step to E*S)
     args = (
         X, Y, W, b if has_b else e1, has_b,
         _NO_ORDER if order is None else order, order is not None,
         X.shape[0] if order is None else order.shape[1],
-        bs, lr, wd + 2.0 * float(l2), wd if decay_bias else 0.0, float(momentum), float(dampening),
-        bool(nesterov), bool(maximize),
+        bs, rates, wd + 2.0 * float(l2), wd if decay_bias else 0.0, float(momentum),
+        float(dampening), bool(nesterov), bool(maximize),
         e2 if buf_W is None else buf_W, buf_b if has_b and buf_b is not None else e1,
         bool(momentum_initialized), losses,
         X_valid if has_valid else e2, Y_valid if has_valid else e2,
         valid_losses if has_valid else _NO_LOSSES, has_valid,
-        float(target_loss),
+        target,
         e1 if sample_weight is None else sample_weight, sample_weight is not None,
         0, n,
     )  # fmt: skip
     if n > 1 and 2 * n * bs * W.size > _FIRST_CHUNK_WORK:
-        return _train_chunked(args, max(1, _FIRST_CHUNK_WORK // max(1, 2 * bs * W.size)))
-    res = _train_entry(*args)
-    return res if res[1] >= 0 else _no_memory()
+        res = _train_chunked(args, max(1, _FIRST_CHUNK_WORK // max(1, 2 * bs * W.size)))
+    else:
+        res = _train_entry(*args)
+        if res[1] < 0:
+            _no_memory()
+    return res[0], res[1], losses, valid_losses
+
+
+# One learning-rate array per (lr, epochs) seen lately: the kernels only read it, and building
+# it costs more than the dict look-up. Zero is left out (0.0 and -0.0 are one key but not the
+# same bits).
+_RATES: dict = {}
+
+
+def _constant_rates(lr: float, epochs: int) -> np.ndarray:
+    key = (lr, epochs)
+    out = _RATES.get(key) if lr != 0.0 else None
+    if out is None:
+        out = np.empty(epochs)
+        out.fill(lr)
+        if lr != 0.0:
+            if len(_RATES) >= 64:
+                _RATES.clear()
+            _RATES[key] = out
+    return out
 
 
 def _no_memory():
