@@ -383,32 +383,13 @@ def test_agrees_with_torch_cuda_sgd(dt, hp_name, monkeypatch):
 # on the device: arrays used in place
 
 
-def _backend_train(mod, X, Y, W, b, losses, *, lr, bw=None, bb=None, momentum=0.0, order=None):
-    rates = np.full(1, lr)
-    return mod.train(
-        X,
-        Y,
-        W,
-        b,
-        order,
-        5,
-        rates,
-        0.0,
-        True,
-        0.0,
-        momentum,
-        0.0,
-        False,
-        False,
-        bw,
-        bb,
-        False,
-        losses,
-        None,
-        None,
-        None,
-        float("nan"),
-    )
+def _backend_train(mod, X, Y, W, b, *, lr, bw=None, bb=None, momentum=0.0, order=None):
+    """``mod.train`` for one epoch in batches of 5; returns ``(steps, status, losses)``."""
+    steps, status, losses, _ = mod.train(
+        X, Y, W, b, order, 5, lr, 1, 0.0, True, 0.0, momentum, 0.0, False, False, bw, bb,
+        False, None, None, None,
+    )  # fmt: skip
+    return steps, status, losses
 
 
 @gpu
@@ -420,19 +401,17 @@ def test_torch_cuda_tensors_updated_in_place_without_copies(dt):
     steps = -(-23 // 5)
     # host reference through the same module
     W, b, bw, bb = W0.copy(), b0.copy(), np.zeros_like(W0), np.zeros_like(b0)
-    losses = np.full(steps, np.nan)
-    _backend_train(mod, X, Y, W, b, losses, lr=0.02, bw=bw, bb=bb, momentum=0.9)
+    *_, losses = _backend_train(mod, X, Y, W, b, lr=0.02, bw=bw, bb=bb, momentum=0.9)
 
     dev = torch.device("cuda")
     Xt, Yt = torch.from_numpy(X).to(dev), torch.from_numpy(Y).to(dev)
     Wt, bt = torch.from_numpy(W0).to(dev), torch.from_numpy(b0).to(dev)
     bwt, bbt = torch.zeros_like(Wt), torch.zeros_like(bt)
-    lt = torch.full((steps,), float("nan"), dtype=torch.float64, device=dev)
-    ptrs = [t.data_ptr() for t in (Xt, Yt, Wt, bt, bwt, bbt, lt)]
-    out = _backend_train(mod, Xt, Yt, Wt, bt, lt, lr=0.02, bw=bwt, bb=bbt, momentum=0.9)
-    assert out == (steps, 0)
-    assert [t.data_ptr() for t in (Xt, Yt, Wt, bt, bwt, bbt, lt)] == ptrs
-    for t, a in ((Wt, W), (bt, b), (bwt, bw), (bbt, bb), (lt, losses)):
+    ptrs = [t.data_ptr() for t in (Xt, Yt, Wt, bt, bwt, bbt)]
+    out = _backend_train(mod, Xt, Yt, Wt, bt, lr=0.02, bw=bwt, bb=bbt, momentum=0.9)
+    assert out[:2] == (steps, 0) and np.array_equal(out[2], losses)
+    assert [t.data_ptr() for t in (Xt, Yt, Wt, bt, bwt, bbt)] == ptrs
+    for t, a in ((Wt, W), (bt, b), (bwt, bw), (bbt, bb)):
         assert np.array_equal(t.cpu().numpy(), a)
     # gradient into device outputs, and a layer's parameters through the dispatch helper
     gW, gb = torch.empty_like(Wt), torch.empty_like(bt)
@@ -459,14 +438,13 @@ def test_cupy_arrays_updated_in_place_without_copies(dt):
     X, Y, W0, b0 = make_problem(23, 4, 2, dt, seed=6)
     steps = -(-23 // 5)
     W, b = W0.copy(), b0.copy()
-    losses = np.full(steps, np.nan)
-    _backend_train(mod, X, Y, W, b, losses, lr=0.02)
+    *_, losses = _backend_train(mod, X, Y, W, b, lr=0.02)
     Xc, Yc, Wc, bc = (cupy.asarray(a) for a in (X, Y, W0, b0))
-    lc = cupy.full(steps, cupy.nan)
-    ptrs = [a.data.ptr for a in (Wc, bc, lc)]
-    assert _backend_train(mod, Xc, Yc, Wc, bc, lc, lr=0.02) == (steps, 0)
-    assert [a.data.ptr for a in (Wc, bc, lc)] == ptrs
-    for c, a in ((Wc, W), (bc, b), (lc, losses)):
+    ptrs = [a.data.ptr for a in (Wc, bc)]
+    out = _backend_train(mod, Xc, Yc, Wc, bc, lr=0.02)
+    assert out[:2] == (steps, 0) and np.array_equal(out[2], losses)
+    assert [a.data.ptr for a in (Wc, bc)] == ptrs
+    for c, a in ((Wc, W), (bc, b)):
         assert np.array_equal(cupy.asnumpy(c), a)
 
 
@@ -485,31 +463,7 @@ def test_device_arrays_are_checked_like_host_arrays():
     with pytest.raises(ValueError, match="X must be C-contiguous"):
         mod.loss(torch.zeros((3, 6), dtype=torch.float64, device=dev).T, Y, W, None)
     with pytest.raises(ValueError, match="shares memory with"):
-        lw = torch.zeros(6, dtype=torch.float64, device=dev)
-        mod.train(
-            X,
-            Y,
-            lw[:3].view(1, 3),
-            None,
-            None,
-            6,
-            np.ones(1),
-            0.0,
-            True,
-            0.0,
-            0.0,
-            0.0,
-            False,
-            False,
-            None,
-            None,
-            False,
-            lw,
-            None,
-            None,
-            None,
-            float("nan"),
-        )
+        _backend_train(mod, X, Y, X[:1], None, lr=0.1)
 
 
 @gpu

@@ -670,9 +670,14 @@ def _core_train_valid(a):
         return False
     dt = X.dtype
     M, N = X.shape
-    if not _float_ok(Y, 2, dtype=dt) or Y.shape[0] != M or Y.shape[1] < 1:
+    if _float_ok(Y, 1, dtype=dt):
+        U = 1
+        if Y.shape[0] != M:
+            return False
+    elif not _float_ok(Y, 2, dtype=dt) or Y.shape[0] != M or Y.shape[1] < 1:
         return False
-    U = Y.shape[1]
+    else:
+        U = Y.shape[1]
     if not _float_ok(W, 2, writable=True, dtype=dt) or W.shape != (U, N):
         return False
     if b is not None and (not _float_ok(b, 1, writable=True, dtype=dt) or b.shape != (U,)):
@@ -684,40 +689,36 @@ def _core_train_valid(a):
         if not (np.isfinite(sw).all() and (sw >= 0).all()):
             return False
     bs = a["batch_size"]
-    if not isinstance(bs, int) or not (1 <= bs < 2**63):
+    if bs is not None and (not isinstance(bs, int) or not (1 <= bs < 2**63)):
         return False
+    E = a["epochs"]
     lr = a["lr"]
-    if not _float_ok(lr, 1, dtype=np.float64) or not np.isfinite(lr).all():
+    if not _float_ok(lr, 1, dtype=np.float64) or lr.shape != (E,):
         return False
-    E = lr.shape[0]
+    if not (np.isfinite(lr).all() and (lr >= 0).all()):
+        return False
     for k in ("weight_decay", "l2", "momentum", "dampening"):
-        if not math.isfinite(a[k]):
+        if not math.isfinite(a[k]) or (k != "dampening" and a[k] < 0):
             return False
     if a["nesterov"] and (a["momentum"] == 0 or a["dampening"] != 0):
         return False
-    if math.isinf(a["target_loss"]):
+    if a["target_loss"] is not None and not math.isfinite(a["target_loss"]):
         return False
     order = a["order"]
-    R = M
     if order is not None:
         if not (
             isinstance(order, np.ndarray)
             and order.dtype == np.int64
-            and order.ndim == 2
+            and (order.ndim == 2 or (order.ndim == 1 and E == 1))
             and _flags_ok(order)
-            and order.shape[0] == E
+            and (order.ndim == 1 or order.shape[0] == E)
         ):
             return False
-        R = order.shape[1]
+        if order.shape[-1] < 1:
+            return False
         if order.size and (order.min() < 0 or order.max() >= M):
             return False
-    if R < 1:
-        return False
-    S = -(-R // min(bs, R))
-    losses = a["losses"]
-    if not _float_ok(losses, 1, writable=True, dtype=np.float64) or losses.shape[0] < E * S:
-        return False
-    outs = [W, losses] + ([b] if b is not None else [])
+    outs = [W] + ([b] if b is not None else [])
     ins = [X, Y, lr] + [v for v in (order, sw) if v is not None]
     if a["momentum"] != 0:
         bw, bb = a["buf_W"], a["buf_b"]
@@ -728,20 +729,18 @@ def _core_train_valid(a):
             if not _float_ok(bb, 1, writable=True, dtype=dt) or bb.shape != (U,):
                 return False
             outs.append(bb)
-    vl = a["valid_losses"]
-    if vl is None:
-        if a["X_valid"] is not None or a["Y_valid"] is not None:
-            return False
-    else:
-        xv, yv = a["X_valid"], a["Y_valid"]
+    xv, yv = a["X_valid"], a["Y_valid"]
+    if (xv is None) != (yv is None):
+        return False
+    if xv is not None:
         if not _float_ok(xv, 2, dtype=dt) or xv.shape[0] < 1 or xv.shape[1] != N:
             return False
-        if not _float_ok(yv, 2, dtype=dt) or yv.shape != (xv.shape[0], U):
-            return False
-        if not _float_ok(vl, 1, writable=True, dtype=np.float64) or vl.shape != (E,):
+        if not (
+            (_float_ok(yv, 2, dtype=dt) and yv.shape == (xv.shape[0], U))
+            or (U == 1 and _float_ok(yv, 1, dtype=dt) and yv.shape == (xv.shape[0],))
+        ):
             return False
         ins += [xv, yv]
-        outs.append(vl)
     everything = outs + ins
     for i, o in enumerate(outs):
         for j, other in enumerate(everything):
@@ -760,12 +759,10 @@ def _mutants(a, rng, M, E, dt):
         "W",
         "b",
         "lr",
-        "losses",
         "buf_W",
         "buf_b",
         "X_valid",
         "Y_valid",
-        "valid_losses",
         "sample_weight",
         "order",
     ]
@@ -815,12 +812,15 @@ def _mutants(a, rng, M, E, dt):
         ("batch_size", lambda: 2**40),
         ("lr", lambda: np.full(E, np.nan)),
         ("lr", lambda: np.full(E + 1, 0.01)),
-        ("losses", lambda: np.zeros(int(rng.integers(0, 3 * E * M + 2)))),
+        ("order", lambda: rng.integers(0, M, M)),
+        ("batch_size", lambda: None),
+        ("lr", lambda: np.full(E, -0.01)),
         ("momentum", lambda: float(rng.choice([0.0, 0.9, np.nan, -0.5]))),
         ("nesterov", lambda: True),
         ("dampening", lambda: float(rng.choice([0.0, 0.5, np.inf]))),
         ("target_loss", lambda: float(rng.choice([np.nan, 0.5, np.inf, -np.inf]))),
-        ("weight_decay", lambda: float(rng.choice([0.0, 0.1, np.nan]))),
+        ("target_loss", lambda: None),
+        ("weight_decay", lambda: float(rng.choice([0.0, 0.1, np.nan, -0.1]))),
         ("sample_weight", lambda: np.abs(rng.standard_normal(M)).astype(dt)),
         ("sample_weight", lambda: -np.ones(M, dt)),
         ("sample_weight", lambda: np.full(M, np.nan, dt)),
@@ -834,10 +834,9 @@ def _mutants(a, rng, M, E, dt):
 def _base_core_args(p, E, bs, momentum, rng):
     X, Y, W, b = p["X"], p["Y"].reshape(p["X"].shape[0], -1), p["W"].copy(), p["b"]
     b = None if b is None else b.copy()
-    M, N = X.shape
+    N = X.shape[1]
     U = Y.shape[1]
     dt = X.dtype
-    S = -(-M // bs)
     return dict(
         X=X,
         Y=np.ascontiguousarray(Y),
@@ -846,6 +845,7 @@ def _base_core_args(p, E, bs, momentum, rng):
         order=None,
         batch_size=bs,
         lr=np.full(E, 0.01),
+        epochs=E,
         weight_decay=0.0,
         decay_bias=True,
         l2=0.0,
@@ -856,19 +856,18 @@ def _base_core_args(p, E, bs, momentum, rng):
         buf_W=np.zeros((U, N), dt) if momentum else None,
         buf_b=np.zeros(U, dt) if momentum and b is not None else None,
         momentum_initialized=False,
-        losses=np.full(E * S, np.nan),
         X_valid=None,
         Y_valid=None,
-        valid_losses=None,
-        target_loss=float("nan"),
+        target_loss=None,
         sample_weight=None,
+        threads=1,
+        flags=0,
     )
 
 
 def _apply(a, key, value, rng):
     if key in ("valid", "alias") and not all(
-        isinstance(a[k], np.ndarray) and a[k].ndim == n
-        for k, n in (("X", 2), ("W", 2), ("lr", 1), ("losses", 1))
+        isinstance(a[k], np.ndarray) and a[k].ndim == n for k, n in (("X", 2), ("W", 2), ("lr", 1))
     ):
         return  # built from arguments already spoiled: nothing sensible to add
     if key == "valid":
@@ -877,10 +876,7 @@ def _apply(a, key, value, rng):
         a["X_valid"] = np.zeros(
             (Mv, X.shape[1] + int(rng.integers(0, 2) * rng.integers(0, 2))), X.dtype
         )
-        a["Y_valid"] = np.zeros((Mv, a["W"].shape[0]), X.dtype)
-        a["valid_losses"] = np.zeros(
-            a["lr"].shape[0] + int(rng.integers(0, 2) * rng.integers(0, 2))
-        )
+        a["Y_valid"] = np.zeros((Mv, a["W"].shape[0] + int(rng.integers(0, 2))), X.dtype)
         return
     if key == "alias":
         X, W = a["X"], a["W"]
@@ -894,11 +890,13 @@ def _apply(a, key, value, rng):
             X2 = X.copy()
             a["X"] = X2
             a["W"] = X2[: W.shape[0]]
-        elif choice == 1:
-            buf = np.zeros(a["losses"].size + a["lr"].size)
+        elif choice == 1 and W.size:
+            buf = np.zeros(a["lr"].size + W.size * W.itemsize // 8 + 1)
             buf[: a["lr"].size] = 0.01
             a["lr"] = buf[: a["lr"].size]
-            a["losses"] = buf[max(0, a["lr"].size - 1) :][: a["losses"].size]
+            W2 = buf[max(0, a["lr"].size - 1) :].view(W.dtype)[: W.size].reshape(W.shape)
+            W2[...] = W
+            a["W"] = W2
         elif choice == 2 and a["b"] is not None and W.size >= a["b"].size and W.size:
             a["b"] = W.reshape(-1)[: a["b"].size]
         elif choice == 3:
@@ -943,33 +941,23 @@ def test_core_train_direct_calls(p, E, bs_frac, momentum, picks, seed):
         if isinstance(v, np.ndarray) and k in ("W", "b", "buf_W", "buf_b")
     }
     try:
-        steps, status = _core.train(*a.values())
+        steps, status, losses, valid_losses = _core.train(*a.values())
     except (TypeError, ValueError) as exc:
         assert not valid, f"a valid call was refused: {exc}"
         for k, v in before.items():  # refused before anything was written
             assert np.array_equal(v, a[k], equal_nan=True), k
         return
     assert valid, "an invalid call was accepted"
-    assert status in (0, 1, 2) and 0 <= steps <= a["losses"].size
+    assert status in (0, 1, 2) and 0 <= steps <= losses.size
+    assert (valid_losses is None) == (a["X_valid"] is None)
     if "numba" in BACKENDS:  # the same call through the other backend gives the same bits
         b2 = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in a.items()}
         for k, v in before.items():
             b2[k] = v.copy()
-        b2["losses"] = np.full(a["losses"].shape, np.nan)
-        if b2["valid_losses"] is not None:
-            b2["valid_losses"] = np.full(a["valid_losses"].shape, np.nan)
-        # the numba kernel has no overflow guard of its own: kernels.py clamps batch_size
-        if b2["momentum"] == 0:  # the binding ignores the buffers then; numba is given none
-            b2["buf_W"] = b2["buf_b"] = None
-        R = M if b2["order"] is None else b2["order"].shape[1]
-        b2["batch_size"] = min(b2["batch_size"], R)
-        bufb = b2["buf_b"] if b2["b"] is not None else None
-        steps2, status2 = linsgd._numba.train(*[bufb if k == "buf_b" else v for k, v in b2.items()])
+        steps2, status2, losses2, valid2 = linsgd._numba.train(**b2)
         assert (steps2, status2) == (steps, status)
         assert _eq(b2["W"], a["W"]) and _eq(b2["b"], a["b"])
-        S = -(-R // b2["batch_size"])
-        n = a["lr"].shape[0] * S
-        assert _eq(b2["losses"][:n], a["losses"][:n])
+        assert _eq(losses2, losses) and _eq(valid2, valid_losses)
 
 
 @pytest.mark.skipif(_core is None, reason="the compiled module linsgd._core is not built")

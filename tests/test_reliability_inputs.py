@@ -510,18 +510,17 @@ def test_valid_orders_of_other_integer_types_and_lists(backend):
 
 def _core_train_args(dt=np.float64, momentum=0.0, valid=False):
     X, Y, W, b = _problem(dt)
-    M, N = X.shape
+    N = X.shape[1]
     U = Y.shape[1]
-    E, bs = 2, 4
-    S = -(-M // bs)
     args = dict(
         X=X,
         Y=Y,
         W=W.copy(),
         b=b.copy(),
         order=None,
-        batch_size=bs,
-        lr=np.full(E, 0.01),
+        batch_size=4,
+        lr=np.full(2, 0.01),
+        epochs=2,
         weight_decay=0.0,
         decay_bias=True,
         l2=0.0,
@@ -532,12 +531,12 @@ def _core_train_args(dt=np.float64, momentum=0.0, valid=False):
         buf_W=np.zeros((U, N), dt) if momentum else None,
         buf_b=np.zeros(U, dt) if momentum else None,
         momentum_initialized=False,
-        losses=np.full(E * S, np.nan),
         X_valid=X[:5].copy() if valid else None,
         Y_valid=Y[:5].copy() if valid else None,
-        valid_losses=np.full(E, np.nan) if valid else None,
-        target_loss=float("nan"),
+        target_loss=None,
         sample_weight=None,
+        threads=1,
+        flags=3,
     )
     return args
 
@@ -563,7 +562,7 @@ def _core_train_cases():
         "X None": (dict(X=None), TypeError, "X"),
         "Y float32": (dict(Y=Y.astype(np.float32)), TypeError, "Y"),
         "Y rows": (dict(Y=Y[:-1].copy()), ValueError, "Y"),
-        "Y 1-D": (dict(Y=Y[:, 0].copy()), ValueError, "Y"),
+        "Y 1-D, U > 1": (dict(Y=Y[:, 0].copy()), ValueError, "W"),
         "Y no columns": (dict(Y=np.zeros((M, 0))), ValueError, "Y"),
         "W shape": (dict(W=np.zeros((U, N + 1))), ValueError, "W"),
         "W read-only": (dict(W=readonly(W)), ValueError, "W"),
@@ -593,14 +592,18 @@ def _core_train_cases():
         "lr float32": (dict(lr=np.full(2, 0.1, np.float32)), TypeError, "lr"),
         "lr 2-D": (dict(lr=np.full((2, 1), 0.1)), ValueError, "lr"),
         "lr list": (dict(lr=[0.1, 0.1]), TypeError, "lr"),
+        "lr short": (dict(lr=np.full(1, 0.1)), ValueError, "lr"),
+        "lr negative number": (dict(lr=-0.1), ValueError, "lr"),
+        "lr numpy float32": (dict(lr=np.float32(0.1)), TypeError, "lr"),
+        "epochs negative": (dict(epochs=-1), ValueError, "epochs"),
+        "epochs float": (dict(epochs=2.0), TypeError, "epochs"),
+        "flags 8": (dict(flags=8), ValueError, "flags"),
+        "X NaN, checked": (dict(X=np.full((M, N), np.nan)), ValueError, "X contains NaN"),
+        "W inf, checked": (dict(W=np.full((U, N), np.inf)), ValueError, "W contains NaN"),
         "weight_decay inf": (dict(weight_decay=np.inf), ValueError, "weight_decay"),
         "momentum NaN": (dict(momentum=np.nan), ValueError, "momentum"),
         "nesterov alone": (dict(nesterov=True), ValueError, "nesterov"),
         "target_loss inf": (dict(target_loss=np.inf), ValueError, "target_loss"),
-        "losses short": (dict(losses=np.zeros(3)), ValueError, "losses"),
-        "losses float32": (dict(losses=np.zeros(8, np.float32)), TypeError, "losses"),
-        "losses read-only": (dict(losses=readonly(np.zeros(8))), ValueError, "losses"),
-        "losses is lr": (dict(), None, None),  # filled below
         "momentum without buffers": (dict(momentum=0.9), TypeError, "buf_W"),
         "buf_W shape": (
             dict(momentum=0.9, buf_W=np.zeros((U, N + 1)), buf_b=np.zeros(U)),
@@ -617,21 +620,21 @@ def _core_train_cases():
             ValueError,
             "buf_W",
         ),
-        "valid without losses": (dict(X_valid=X, Y_valid=Y), ValueError, "valid_losses"),
+        "X_valid without Y_valid": (dict(X_valid=X), ValueError, "Y_valid"),
         "valid features": (
-            dict(X_valid=np.zeros((3, N + 1)), Y_valid=np.zeros((3, U)), valid_losses=np.zeros(2)),
+            dict(X_valid=np.zeros((3, N + 1)), Y_valid=np.zeros((3, U))),
             ValueError,
             "X_valid",
         ),
         "valid rows": (
-            dict(X_valid=np.zeros((3, N)), Y_valid=np.zeros((4, U)), valid_losses=np.zeros(2)),
+            dict(X_valid=np.zeros((3, N)), Y_valid=np.zeros((4, U))),
             ValueError,
             "Y_valid",
         ),
-        "valid_losses short": (
-            dict(X_valid=np.zeros((3, N)), Y_valid=np.zeros((3, U)), valid_losses=np.zeros(1)),
+        "valid outputs": (
+            dict(X_valid=np.zeros((3, N)), Y_valid=np.zeros((3, U + 1))),
             ValueError,
-            "valid_losses",
+            "Y_valid",
         ),
         "sample_weight negative": (dict(sample_weight=-np.ones(M)), ValueError, "sample_weight"),
         "sample_weight NaN": (dict(sample_weight=np.full(M, np.nan)), ValueError, "sample_weight"),
@@ -644,18 +647,21 @@ def _core_train_cases():
         "W aliases X": (dict(), None, None),  # filled below
         "b aliases W": (dict(), None, None),
         "buf_W aliases W": (dict(), None, None),
-        "valid_losses aliases losses": (dict(), None, None),
         "sample_weight aliases W": (dict(), None, None),
     }
     # memory-sharing cases need arrays built together
     Wx = np.zeros((U, N))  # its bytes read as int64 are valid row indices (0)
     cases["order is W's memory"] = (
-        dict(W=Wx, order=Wx.view(np.int64).reshape(1, -1), lr=np.full(1, 0.01)),
+        dict(W=Wx, order=Wx.view(np.int64).reshape(1, -1), lr=0.01, epochs=1),
         ValueError,
         "shares memory",
     )
-    lr = np.full(2 + 8, 0.01)
-    cases["losses is lr"] = (dict(lr=lr[:2], losses=lr[1:9]), ValueError, "shares memory")
+    lr = np.full(2 + U * N, 0.01)
+    cases["W is lr's memory"] = (
+        dict(lr=lr[:2], W=lr[1 : 1 + U * N].reshape(U, N)),
+        ValueError,
+        "shares memory",
+    )
     Xa = X.copy()
     cases["W aliases X"] = (dict(X=Xa, W=Xa[:U, :N]), ValueError, "shares memory")
     Wb = np.zeros((U, N))
@@ -663,12 +669,6 @@ def _core_train_cases():
     Wm = np.zeros((U, N))
     cases["buf_W aliases W"] = (
         dict(W=Wm, momentum=0.9, buf_W=Wm, buf_b=np.zeros(U)),
-        ValueError,
-        "shares memory",
-    )
-    ls = np.zeros(10)
-    cases["valid_losses aliases losses"] = (
-        dict(losses=ls, X_valid=np.zeros((3, N)), Y_valid=np.zeros((3, U)), valid_losses=ls[:2]),
         ValueError,
         "shares memory",
     )
@@ -694,9 +694,7 @@ def test_core_train_checks_everything_itself(case):
     written = {
         k: v.copy()
         for k, v in args.items()
-        if k in ("W", "b", "buf_W", "buf_b", "losses", "valid_losses")
-        and isinstance(v, np.ndarray)
-        and v.flags.writeable
+        if k in ("W", "b", "buf_W", "buf_b") and isinstance(v, np.ndarray) and v.flags.writeable
     }
     with pytest.raises(exc) as info:
         _core_train(args)
@@ -709,7 +707,7 @@ def test_core_train_checks_everything_itself(case):
 def test_core_train_direct_call_matches_kernels():
     args = _core_train_args(momentum=0.9, valid=True)
     W0, b0 = args["W"].copy(), args["b"].copy()
-    steps, status = _core_train(args)
+    steps, status, losses, valid = _core_train(args)
     assert (steps, status) == (8, 0)
     W, b = W0.copy(), b0.copy()
     res = kernels.train(
@@ -725,20 +723,21 @@ def test_core_train_direct_call_matches_kernels():
         backend="cpp",
     )
     assert np.array_equal(W, args["W"]) and np.array_equal(b, args["b"])
-    assert np.array_equal(res.losses.ravel(), args["losses"])
-    assert np.array_equal(res.valid_losses, args["valid_losses"])
+    assert np.array_equal(res.losses.ravel(), losses)
+    assert np.array_equal(res.valid_losses, valid)
 
 
 @needs_core
-@pytest.mark.parametrize("bs", [13, 14, 2**40, 2**63 - 1])
+@pytest.mark.parametrize("bs", [13, 14, 2**40, 2**63 - 1, None])
 def test_core_train_huge_batch_size_is_one_batch(bs):
     args = _core_train_args()
-    args.update(batch_size=bs, losses=np.full(2, np.nan))
-    assert _core_train(args) == (2, 0)
+    args.update(batch_size=bs)
+    steps, status, losses, _ = _core_train(args)
+    assert (steps, status, losses.shape) == (2, 0, (2,))
     ref = _core_train_args()
-    ref.update(batch_size=13, losses=np.full(2, np.nan))
-    _core_train(ref)
-    assert np.array_equal(args["W"], ref["W"]) and np.array_equal(args["losses"], ref["losses"])
+    ref.update(batch_size=13)
+    ref_losses = _core_train(ref)[2]
+    assert np.array_equal(args["W"], ref["W"]) and np.array_equal(losses, ref_losses)
 
 
 @needs_core
@@ -746,9 +745,9 @@ def test_core_train_order_with_repeats_and_longer_epochs():
     args = _core_train_args()
     M = args["X"].shape[0]
     order = np.random.default_rng(0).integers(0, M, (2, 3 * M))
-    args.update(order=order, losses=np.full(2 * -(-3 * M // 4), np.nan))
-    steps, status = _core_train(args)
-    assert status == 0 and steps == args["losses"].size
+    args.update(order=order)
+    steps, status, losses, _ = _core_train(args)
+    assert status == 0 and steps == losses.size == 2 * -(-3 * M // 4)
     X, Y = args["X"], args["Y"]
     W0, b0 = _core_train_args()["W"], _core_train_args()["b"]
     We, _, _ = train_reference(

@@ -4,7 +4,7 @@ The C++ kernel splits a step over threads when ``batch * N * U >= 2**14`` (error
 ``X^T e`` by feature columns, each value summed in the single-threaded order) and the
 validation loss with them; smaller steps run on one thread. Both regimes are checked here, for
 every entry point that takes ``n_threads`` (``kernels.train``/``epoch``/``step``, the compiled
-``_core.train``/``_core.run`` and ``LinearRegressor``), against ``n_threads=1``, bit for bit.
+``_core.train`` and ``LinearRegressor``), against ``n_threads=1``, bit for bit.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def test_numpy_integers_are_accepted_as_n_threads(backend):
 
 
 @needs_core
-def test_core_train_and_run_check_threads():
+def test_core_train_checks_threads():
     X, Y, W0, b0 = make_problem(*TINY[:3], np.float64, seed=1)
     base = dict(
         X=X,
@@ -230,7 +230,8 @@ def test_core_train_and_run_check_threads():
         b=b0.copy(),
         order=None,
         batch_size=4,
-        lr=np.full(1, 0.1),
+        lr=0.1,
+        epochs=1,
         weight_decay=0.0,
         decay_bias=True,
         l2=0.0,
@@ -241,42 +242,15 @@ def test_core_train_and_run_check_threads():
         buf_W=None,
         buf_b=None,
         momentum_initialized=False,
-        losses=np.full(3, np.nan),
         X_valid=None,
         Y_valid=None,
-        valid_losses=None,
-        target_loss=float("nan"),
+        target_loss=None,
     )
     for bad, exc in ((0, ValueError), (1025, ValueError), (2.5, TypeError), (True, TypeError)):
         with pytest.raises(exc, match="threads"):
             _core.train(*base.values(), None, bad)
         with pytest.raises(exc, match="threads"):
             _core.train(**base, threads=bad)
-        with pytest.raises(exc, match="threads"):
-            _core.run(
-                X,
-                Y,
-                base["W"],
-                base["b"],
-                4,
-                0.1,
-                1,
-                0.0,
-                True,
-                0.0,
-                0.0,
-                0.0,
-                False,
-                False,
-                None,
-                None,
-                False,
-                None,
-                None,
-                None,
-                bad,
-                0,
-            )
     assert np.array_equal(base["W"], W0)
-    assert _core.train(**base, threads=4) == (3, 0)
+    assert _core.train(**base, threads=4)[:2] == (3, 0)
     assert checks.MAX_THREADS == 1024

@@ -341,10 +341,15 @@ def prepare(
     h = _hyper(*hyper)
     rates = _learning_rates(lr, n_epochs)
     order = None
+    rows = m
     if orders is not None:
         order = _orders(orders, m, n_epochs, order_name)
         if n_epochs == 0:
             order = None
+        else:
+            rows = order.shape[1]
+    if bs is not None and bs > rows:
+        bs = rows  # one batch per epoch: the same steps (and no int64 overflow in the kernel)
     target = None if target_loss is None else ck.real(target_loss, "target_loss")
     xv = yv = None
     if eval_set is not None:
@@ -460,6 +465,8 @@ def run_call(
                 direct = False
         elif state is not None and type(state) is not dict:
             direct = False
+        if orders is not None and getattr(orders, "ndim", 0) != (1 if order_name == "order" else 2):
+            direct = False  # epoch's order is (R,), train's orders (E, R): as prepare wants them
         if eval_set is None:
             xv = yv = None
         elif (type(eval_set) is tuple or type(eval_set) is list) and len(eval_set) == 2:

@@ -1,13 +1,13 @@
-"""The fast paths give exactly what the long paths give.
+"""A call that needs no conversion gives exactly what a converted call gives.
 
-``linsgd.kernels`` first offers a call to the compiled ``_core.run`` (strict: exact numpy
-arrays, Python scalars, no row order or sample weights), which checks it and runs it, or
-refuses it before writing anything; the call then takes the long way (``linsgd._call.prepare``:
-conversions, every check with its message). ``LinearRegressor`` trains through the public
-kernel API, skips the conversion of data that needs none and keeps its checked parameters
-between fits. Each is compared here
-with the long way, forced, bit for bit; and ``_core.run`` called directly must refuse bad
-calls with TypeError/ValueError, never crash.
+``linsgd.kernels`` hands a call to the backend's ``train`` as it is first; the backend checks
+it (``_core.train``'s compiled check, strict: exact numpy arrays of the layout it reads, Python
+numbers and bools) and runs it, or refuses it before writing anything, and the call is then
+converted by ``linsgd._call.prepare`` (every check with its message). ``LinearRegressor`` trains
+through the public kernel API, skips the conversion of data that needs none and keeps its
+checked parameters between fits. Each is compared here with the converted route, forced, bit
+for bit; and ``_core.train`` called directly must refuse bad calls with TypeError/ValueError
+before writing anything, never crash.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ DTYPES = [np.float64, np.float32]
 
 @pytest.fixture
 def long_way(monkeypatch):
-    """Within the test, every kernels call takes the long way (as without the compiled run)."""
+    """Within the test, every kernels call is converted by prepare first (as without _core)."""
 
     def force():
-        monkeypatch.setattr(call_module, "_core_run", None)
+        monkeypatch.setattr(call_module, "_core", None)
 
     return force
 
@@ -106,7 +106,7 @@ def _call(case, dt, backend):
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_kernels_train_fast_path_is_the_long_path(case, dt, backend, long_way):
+def test_kernels_train_direct_call_is_the_converted_call(case, dt, backend, long_way):
     with np.errstate(all="ignore"):
         fast = _call(case, dt, backend)
         long_way()
@@ -117,7 +117,7 @@ def test_kernels_train_fast_path_is_the_long_path(case, dt, backend, long_way):
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
-def test_epoch_and_step_fast_path_is_the_long_path(dt, backend, long_way):
+def test_epoch_and_step_direct_call_is_the_converted_call(dt, backend, long_way):
     def run():
         X, Y, W, b = make_problem(17, 3, 1, dt, seed=4, y_1d=True)
         state = {}
@@ -160,7 +160,7 @@ def _readonly(a):
 
 
 @pytest.mark.parametrize("odd", list(ODD_INPUTS))
-def test_inputs_the_fast_path_refuses_train_the_same(odd, backend):
+def test_inputs_the_backend_refuses_train_the_same(odd, backend):
     X, Y, W0, b0 = make_problem(19, 3, 1, np.float64, seed=9, y_1d=True)
     ref_W, ref_b = W0.copy(), b0.copy()
     ref = kernels.train(X, Y, ref_W, ref_b, batch_size=4, epochs=2, lr=0.05, backend=backend)
@@ -214,7 +214,7 @@ FITTED = ("coef_", "intercept_", "n_iter_", "t_", "lr_history_", "best_epoch_")
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("case", list(ESTIMATOR_CASES))
-def test_estimator_fast_path_is_the_long_path(case, dt, monkeypatch, long_way):
+def test_estimator_direct_call_is_the_converted_call(case, dt, monkeypatch, long_way):
     fast = _fit(case, dt)
     long_way()
     monkeypatch.setattr(validation, "_ready", lambda a, dt: False)  # convert as any input
@@ -262,7 +262,7 @@ def test_estimator_checks_the_backend_every_fit(monkeypatch):
 
 @pytest.mark.parametrize("where", ["X", "y", "X_valid", "y_valid"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_estimator_fast_path_still_refuses_non_finite_data(where, bad):
+def test_estimator_still_refuses_non_finite_data(where, bad):
     X, y, _, _ = make_problem(40, 3, 1, np.float64, seed=1, y_1d=True)
     Xv, yv, _, _ = make_problem(4000, 3, 1, np.float64, seed=2, y_1d=True)
     arrays = dict(X=X, y=y, X_valid=Xv, y_valid=yv)
@@ -273,16 +273,17 @@ def test_estimator_fast_path_still_refuses_non_finite_data(where, bad):
         m.fit(arrays["X"], arrays["y"], eval_set=(arrays["X_valid"], arrays["y_valid"]))
 
 
-# ----------------------------------------------------------------------------- _core.run
+# ----------------------------------------------------------------------------- _core.train
 
 
-def _run_args(dt=np.float64, **change):
+def _train_args(dt=np.float64, **change):
     X, Y, W, b = make_problem(10, 3, 1, dt, seed=1, y_1d=True)
     a = dict(
         X=X,
         Y=Y,
         W=W,
         b=b,
+        order=None,
         batch_size=4,
         lr=0.1,
         epochs=2,
@@ -299,6 +300,7 @@ def _run_args(dt=np.float64, **change):
         X_valid=None,
         Y_valid=None,
         target_loss=None,
+        sample_weight=None,
         threads=1,
         flags=0,
     )
@@ -329,8 +331,8 @@ RUN_REFUSALS = {
     "W aliases X": dict(W=lambda a: a["X"][:1]),
     "batch_size 0": dict(batch_size=lambda a: 0),
     "batch_size float": dict(batch_size=lambda a: 4.0),
-    "batch_size numpy": dict(batch_size=lambda a: np.int64(4)),
-    "epochs 0": dict(epochs=lambda a: 0),
+    "epochs negative": dict(epochs=lambda a: -1),
+    "epochs float": dict(epochs=lambda a: 2.0),
     "lr negative": dict(lr=lambda a: -0.1),
     "lr NaN": dict(lr=lambda a: float("nan")),
     "lr list": dict(lr=lambda a: [0.1, 0.1]),
@@ -356,6 +358,18 @@ RUN_REFUSALS = {
     "target_loss inf": dict(target_loss=lambda a: float("inf")),
     "target_loss NaN": dict(target_loss=lambda a: float("nan")),
     "threads 0": dict(threads=lambda a: 0),
+    "threads -1": dict(threads=lambda a: -1),
+    "order int32": dict(order=lambda a: np.zeros((2, 10), np.int32)),
+    "order out of range": dict(order=lambda a: np.full((2, 10), 10, np.int64)),
+    "order negative": dict(order=lambda a: np.full((2, 10), -1, np.int64)),
+    "order 1-D for 2 epochs": dict(order=lambda a: np.arange(10)),
+    "order epochs": dict(order=lambda a: np.zeros((3, 10), np.int64)),
+    "order empty epoch": dict(order=lambda a: np.zeros((2, 0), np.int64)),
+    "sample_weight negative": dict(sample_weight=lambda a: np.full(10, -1.0)),
+    "sample_weight NaN": dict(sample_weight=lambda a: np.full(10, np.nan)),
+    "sample_weight float32": dict(sample_weight=lambda a: np.ones(10, np.float32)),
+    "sample_weight rows": dict(sample_weight=lambda a: np.ones(9)),
+    "Y_valid without X_valid": dict(Y_valid=lambda a: a["Y"].copy()),
     "flags 8": dict(flags=lambda a: 8),
     "flags float": dict(flags=lambda a: 1.0),
     "X NaN, checked": dict(flags=lambda a: 1, X=lambda a: _with_last(a["X"], np.nan)),
@@ -365,35 +379,49 @@ RUN_REFUSALS = {
 
 @needs_core
 @pytest.mark.parametrize("case", list(RUN_REFUSALS))
-def test_core_run_refuses_bad_calls_before_writing(case):
-    a = _run_args()
+def test_core_train_refuses_bad_calls_before_writing(case):
+    a = _train_args()
     for k, make in RUN_REFUSALS[case].items():
         a[k] = make(a)
     before = {k: np.array(v, copy=True) for k, v in a.items() if isinstance(v, np.ndarray)}
     with pytest.raises((TypeError, ValueError)):
-        _core.run(*a.values())
+        _core.train(*a.values())
     for k, v in before.items():
         assert np.array_equal(np.asarray(a[k]), v, equal_nan=True), k
 
 
 @needs_core
-def test_core_run_argument_count_and_check_only():
-    a = _run_args()
-    with pytest.raises(TypeError, match="22"):
-        _core.run(*list(a.values())[:-1])
-    with pytest.raises(TypeError):
-        _core.run(**a)
+def test_core_train_arguments_and_check_only():
+    a = _train_args()
+    with pytest.raises(TypeError, match="at most 24"):
+        _core.train(*a.values(), None)
+    with pytest.raises(TypeError, match="target_loss"):
+        _core.train(*list(a.values())[:20])
     W0 = a["W"].copy()
     a["flags"] = 4  # check only
-    steps, status, losses, valid = _core.run(*a.values())
+    steps, status, losses, valid = _core.train(**a)
     assert (steps, status, valid) == (0, 0, None) and losses.shape == (6,)
     assert np.isnan(losses).all() and np.array_equal(a["W"], W0)
     a["flags"] = 0
     Xv, Yv = a["X"][:4].copy(), a["Y"][:4].copy()
     a["X_valid"], a["Y_valid"] = Xv, Yv
-    steps, status, losses, valid = _core.run(*a.values())
+    steps, status, losses, valid = _core.train(*a.values())
     assert (steps, status) == (6, 0) and valid.shape == (2,) and np.isfinite(valid).all()
     assert losses.dtype == valid.dtype == np.float64 and np.isfinite(losses).all()
+    a["epochs"], a["lr"] = 0, np.empty(0)
+    steps, status, losses, valid = _core.train(*a.values())
+    assert (steps, status, losses.shape, valid.shape) == (0, 0, (0,), (0,))
+
+
+@needs_core
+def test_core_train_one_epoch_order_1d_is_the_2d_order():
+    a = _train_args(epochs=1, flags=3)
+    order = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3], np.int64)
+    b = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()}
+    r1 = _core.train(**{**a, "order": order})
+    r2 = _core.train(**{**b, "order": order[None, :]})
+    assert r1[:2] == r2[:2] and np.array_equal(r1[2], r2[2])
+    assert np.array_equal(a["W"], b["W"]) and np.array_equal(a["b"], b["b"])
 
 
 # ----------------------------------------------------------------------------- all_finite
@@ -438,13 +466,13 @@ def test_all_finite_at_the_edges(dt):
 
 @needs_core
 @pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
-def test_common_calls_take_the_fast_path(dt, backend, monkeypatch):
-    """No conversion and no long path for the calls the fast path is for (a guard for speed)."""
+def test_common_calls_need_no_conversion(dt, backend, monkeypatch):
+    """No conversion for the calls that need none (a guard for speed)."""
 
     def long_path(*args, **kwargs):
-        raise AssertionError("the long path was taken")
+        raise AssertionError("the call was converted")
 
-    monkeypatch.setattr(call_module, "_general", long_path)
+    monkeypatch.setattr(call_module, "prepare", long_path)
     X, y, W, b = make_problem(100, 4, 1, dt, seed=1, y_1d=True)
     Xv, yv, _, _ = make_problem(1000, 4, 1, dt, seed=2, y_1d=True)
     kernels.epoch(X, y, W, b, batch_size=33, lr=0.01, check_finite=False, backend=backend)
@@ -484,7 +512,7 @@ def test_common_calls_take_the_fast_path(dt, backend, monkeypatch):
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["float64", "float32"])
-def test_estimator_fast_path_divergence_is_the_long_paths(dt, backend, long_way):
+def test_estimator_divergence_is_the_converted_calls(dt, backend, long_way):
     """A common fit that diverges is done again the general way: the same error, and a fitted
     model left as it was."""
     X, y, _, _ = make_problem(60, 3, 1, dt, seed=4, y_1d=True)
@@ -505,11 +533,11 @@ def test_estimator_fast_path_divergence_is_the_long_paths(dt, backend, long_way)
     assert run() == fast
 
 
-def test_fit_with_initial_parameters_takes_the_common_path(backend, monkeypatch):
+def test_fit_with_initial_parameters_needs_no_conversion(backend, monkeypatch):
     def long_path(*args, **kwargs):
-        raise AssertionError("the long path was taken")
+        raise AssertionError("the call was converted")
 
-    monkeypatch.setattr(call_module, "_general", long_path)
+    monkeypatch.setattr(call_module, "prepare", long_path)
     X, y, W, b = make_problem(100, 4, 1, np.float64, seed=1, y_1d=True)
     Xv, yv, _, _ = make_problem(1000, 4, 1, np.float64, seed=2, y_1d=True)
     m = LinearRegressor(lr=0.01, batch_size=33, backend=backend)
