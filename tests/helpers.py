@@ -11,6 +11,7 @@ import importlib.util
 import os
 
 import numpy as np
+import pytest
 
 from reference import make_problem
 
@@ -60,6 +61,9 @@ def skip_unless_backend(name: str) -> None:
 
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(
+    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
+)
 
 
 @contextlib.contextmanager

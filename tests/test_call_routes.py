@@ -17,6 +17,7 @@ import pytest
 
 import linsgd._call as call_module
 import linsgd._validation as validation
+from helpers import DTYPES
 from linsgd import DivergenceError, LinearRegressor, kernels
 from linsgd.schedules import StepLR
 from reference import make_problem
@@ -29,7 +30,6 @@ except ImportError:  # a numba-only install
 needs_core = pytest.mark.skipif(
     _core is None, reason="the compiled module linsgd._core is not built"
 )
-DTYPES = [np.float64, np.float32]
 
 
 @pytest.fixture

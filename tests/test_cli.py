@@ -11,14 +11,8 @@ import textwrap
 
 import pytest
 
+from helpers import HAS_TORCH
 from linsgd.cli import main
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
 
 EPS_LINE = re.compile(r"^weight: max\|Δ\| = \S+ = (\S+) eps\*max\|weight\|$", re.M)
 BIAS_LINE = re.compile(r"^bias:   max\|Δ\| = \S+ = (\S+) eps\*max\|bias\|$", re.M)

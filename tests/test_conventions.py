@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import needs_torch
 from linsgd import LinearRegressor, closed_form
 from linsgd.conventions import (
     CONVENTIONS,
@@ -14,16 +15,6 @@ from linsgd.conventions import (
     penalty_coefficient,
 )
 from reference import eps_distance
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
-needs_torch = pytest.mark.skipif(
-    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
-)
 
 
 def _data(M=90, N=4, U=1, seed=0):

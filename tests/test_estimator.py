@@ -9,21 +9,11 @@ import numpy as np
 import pytest
 
 import linsgd
-from helpers import problem
+from helpers import needs_torch, problem
 from linsgd import DivergenceError, LinearRegressor
 from linsgd._shuffle import TorchDataLoaderOrder, dataloader_orders
 from reference import dataloader_orders as a3_orders
 from reference import eps_distance, torch_train
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
-needs_torch = pytest.mark.skipif(
-    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
-)
 
 # Agreement with torch, in units of eps * max|parameter| (per tensor). For N=4 and U <= 3 the
 # kernels reproduce torch's arithmetic (MKL's sequential GEMM order there) bit for bit on the

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 import linsgd
+from helpers import HAS_TORCH
 from linsgd import LinearRegressor, plot_history
 from linsgd.metrics import mape, mse, r2
 from reference import make_problem
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
 
 
 def test_mse_and_r2_match_sklearn():

@@ -18,11 +18,10 @@ import numba
 import numpy as np
 import pytest
 
+from helpers import DTYPES
 from linsgd import _numba
 from linsgd._numba import _intrinsics, _kernels
 from reference import sum_dim0, train_reference
-
-DTYPES = (np.float64, np.float32)
 
 
 def _train_into(

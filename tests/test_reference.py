@@ -7,13 +7,12 @@ is installed (skipped with a reason otherwise).
 
 from __future__ import annotations
 
-import importlib.util
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from helpers import DT_IDS, DTYPES
+from helpers import DT_IDS, DTYPES, needs_torch
 from reference import (
     cascade_sum,
     dataloader_epoch_batches,
@@ -28,9 +27,6 @@ from reference import (
     torch_train,
     train_reference,
 )
-
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
 
 
 def _torch_dtype(dt):

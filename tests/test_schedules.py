@@ -9,19 +9,10 @@ import pickle
 import numpy as np
 import pytest
 
+from helpers import needs_torch
 from linsgd import LinearRegressor
 from linsgd.schedules import CosineAnnealingLR, ExponentialLR, LambdaLR, StepLR
 from reference import eps_distance, make_problem
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
-needs_torch = pytest.mark.skipif(
-    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
-)
 
 
 def _inv_sqrt(epoch: int) -> float:

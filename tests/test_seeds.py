@@ -9,21 +9,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_regression
 
+from helpers import needs_torch
 from linsgd import LinearRegressor, RankDeficientWarning, closed_form, kernels
 from linsgd.conventions import convert
 from linsgd.metrics import mape
 from reference import dataloader_orders, eps_distance
-
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
-needs_torch = pytest.mark.skipif(
-    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
-)
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread_module")
 

@@ -25,21 +25,18 @@ loop (same dtype) from the target in the same units,
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from helpers import DT_IDS
+from helpers import DT_IDS, needs_torch
 from helpers import DTYPES as DTYPE_LIST
 from reference import dataloader_orders, eps_distance, make_problem, torch_train, train_reference
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
 
 EPOCHS = 16
 DTYPES = dict(zip(DT_IDS, DTYPE_LIST))  # by name: the names are the cache keys below

@@ -13,22 +13,13 @@ import numpy as np
 import pytest
 
 import linsgd
-from helpers import problem
+from helpers import needs_torch, problem
 from linsgd import DivergenceError, LinearRegressor
 from linsgd._shuffle import TorchDataLoaderOrder, dataloader_orders
 from linsgd._torch_interop import torch_linear_init
 from reference import dataloader_orders as a3_orders
 from reference import eps_distance
 
-try:
-    import torch  # noqa: F401
-
-    HAS_TORCH = True
-except ImportError:  # torch is optional
-    HAS_TORCH = False
-needs_torch = pytest.mark.skipif(
-    not HAS_TORCH, reason="torch is not installed (pip install torch==2.13.0)"
-)
 BOUND = 2.0  # eps * max|param|: "the last bit or two"
 
 

@@ -55,10 +55,11 @@ Divergence, interruption, threads
 
 Speed of a call
 ---------------
-Every call takes one path: the arguments are checked and converted once, into one call object
-(``prepare``), which the backend runs. When nothing needs converting (numpy arrays of the
-model dtype, C-contiguous; Python scalars) the checks are a few type tests each, and a call
-costs a few microseconds of Python on top of the compiled loop.
+Every call takes one path to the backend's one ``train`` entry point. When nothing needs
+converting (numpy arrays of the model dtype, C-contiguous; Python numbers and bools) the
+arguments go to it as they are and its compiled check is the only one: a call costs a few
+microseconds of Python on top of the compiled loop. Anything else is converted once first
+(``linsgd._call.prepare``), with the same bits.
 """
 
 from __future__ import annotations
