@@ -21,14 +21,16 @@ from ._closed_form import closed_form
 from ._params import auto_lr, learning_rates, rows_per_epoch, seed_of, validated_params
 from ._shuffle import TorchDataLoaderOrder
 from ._torch_interop import TorchInteropMixin
-from ._trainer import Run, RunSettings, copy_state, run_epochs
+from ._trainer import Run, RunSettings, copy_state, run_epochs, warn_not_converged
 from ._validation import (
     check_eval_set,
+    check_feature_names,
     check_sample_weight,
     check_X,
     check_y,
     feature_names,
     initial_params,
+    validation_split,
 )
 from .schedules import LRSchedule
 
@@ -192,6 +194,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         backend: str | None = None,
         verbose: int = 0,
         n_threads: int = 1,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        warm_start: bool = False,
     ) -> None:
         self.lr = lr
         self.batch_size = batch_size
@@ -216,6 +221,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         self.backend = backend
         self.verbose = verbose
         self.n_threads = n_threads
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -239,7 +247,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             self.intercept_ = np.zeros(W.shape[0], dtype=dt) if b is None else b.copy()
         self._has_intercept = b is not None
 
-    def _commit(self, p, X, W, b, single, run: Run, state, order_gen, resumed: bool) -> None:
+    def _commit(self, p, names, W, b, single, run: Run, state, order_gen, resumed: bool) -> None:
         """A successful (partial) fit: every fitted attribute set here, at once."""
         self._set_params_attrs(W, b, single)
         if resumed:
@@ -255,7 +263,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             self.lr_history_ = list(self.lr_history_) + run.lrs
         else:
             self.n_features_in_ = W.shape[1]
-            names = feature_names(X)
             if names is not None:
                 self.feature_names_in_ = names
             elif "feature_names_in_" in self.__dict__:
@@ -391,11 +398,25 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``."""
         p = validated_params(self)
         full_fit = n_epochs is None
+        solver = p["solver"] if full_fit else "sgd"
+        # warm_start: fit starts from the fitted parameters and optimizer state
+        warm = full_fit and p["warm_start"] and solver == "sgd" and "coef_" in self.__dict__
+        warm = warm and coef_init is None and intercept_init is None
         if resume:
+            check_feature_names(self, X)
+            names = None
+        else:
+            names = feature_names(X)
+        if resume or warm:
             W, b = self._params_from_attrs()
+            if warm and (b is not None) != p["fit_intercept"]:
+                raise ValueError(
+                    f"warm_start=True: fit_intercept={p['fit_intercept']} but the fitted model "
+                    f"{'has' if b is not None else 'has no'} intercept; refit with "
+                    "warm_start=False"
+                )
             dt = W.dtype
             U, N = W.shape
-            single = np.ndim(self.coef_) == 1
             X_arr = check_X(X, "X", dt, N)
         else:
             X_arr = check_X(X, "X", p["dtype"])
@@ -403,15 +424,26 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             N = X_arr.shape[1]
         y_arr = check_y(y, "y", dt, X_arr.shape[0], "X")
         Y = y_arr.reshape(len(y_arr), -1)  # C-contiguous, as y_arr
-        if resume and Y.shape[1] != U:
+        if (resume or warm) and Y.shape[1] != U:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the model has {U}")
         U = Y.shape[1]
         sw = check_sample_weight(sample_weight, X_arr.shape[0])
         ev = check_eval_set(eval_set, N, U, dt)
-        solver = p["solver"] if full_fit else "sgd"
+        tol = p["tol"] if full_fit else None
+        if full_fit and p["early_stopping"] and solver == "sgd":
+            if ev is not None:
+                raise ValueError(
+                    "eval_set cannot be combined with early_stopping=True, which sets aside "
+                    "its own validation set: pass one or the other"
+                )
+            X_arr, Y, sw, ev = validation_split(
+                X_arr, Y, sw, p["validation_fraction"], self.random_state, seed_of
+            )
+            tol = 0.0 if tol is None else tol
         R = rows_per_epoch(p, X_arr.shape[0]) if solver == "sgd" else X_arr.shape[0]
         order_gen = None
-        if resume:
+        if resume or warm:
+            single = np.ndim(self.coef_) == 1 if resume else y_arr.ndim == 1
             state = copy_state(getattr(self, "_optimizer_state", {}) or {})
             if p["shuffle"]:
                 saved = getattr(self, "_order_state", None)
@@ -419,8 +451,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
                 order_gen = TorchDataLoaderOrder(seed)
                 if saved is not None:
                     order_gen.set_state(copy.deepcopy(saved))
-            p["auto_lr"] = getattr(self, "_auto_lr", None)
-            first_epoch = int(self.n_iter_)
+            # a warm fit is a new fit: lr="auto" from its data, schedules from epoch 0
+            p["auto_lr"] = getattr(self, "_auto_lr", None) if resume else None
+            first_epoch = int(self.n_iter_) if resume else 0
         else:
             single = y_arr.ndim == 1
             state = {}
@@ -452,7 +485,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             settings = RunSettings(
                 batch_size=p["batch_size"], rows_per_epoch=R,
                 hyper=p["hyper"], backend=p["backend"],
-                n_threads=p["n_threads"], tol=p["tol"] if full_fit else None,
+                n_threads=p["n_threads"], tol=tol,
                 n_iter_no_change=p["n_iter_no_change"],
                 target_loss=p["target_loss"] if full_fit else None, verbose=p["verbose"],
                 drop_last=p["drop_last"],
@@ -461,7 +494,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
                 settings, X_arr, Y, W, b, state, order_gen, ev, sw,
                 p["epochs"] if full_fit else n_epochs, first_epoch, _lr_of(p),
             )  # fmt: skip
-        self._commit(p, X, W, b, single, run, state, order_gen, resume)
+        self._commit(p, names, W, b, single, run, state, order_gen, resume)
+        if tol is not None and solver == "sgd" and not run.stopped:
+            warn_not_converged(self, p, tol)
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -480,13 +515,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             Predictions (1-D for a single-output model fitted on 1-D ``y``).
         """
         check_is_fitted(self, "coef_")
+        check_feature_names(self, X)
         W, b = self._params_from_attrs()
-        names = getattr(self, "feature_names_in_", None)
-        given = feature_names(X)
-        if names is not None and given is not None and list(given) != list(names):
-            raise ValueError(
-                f"X has feature names {list(given)}, but the model was fitted with {list(names)}"
-            )
         X_arr = check_X(X, "X", W.dtype, W.shape[1])
         P = X_arr @ W.T
         if b is not None:
