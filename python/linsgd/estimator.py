@@ -74,7 +74,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
     maximize : bool, default=False
         Ascend instead of descend, as in ``torch.optim.SGD``.
     weight_decay : float, default=0.0
-        torch's coupled weight decay: the update direction gains ``weight_decay * p``.
+        Coupled weight decay, as torch's: the update direction gains ``weight_decay * p``.
     decay_bias : bool, default=True
         Whether ``weight_decay`` applies to the bias (torch decays every parameter of its group).
     l2 : float, default=0.0
@@ -103,17 +103,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         :class:`sklearn.exceptions.ConvergenceWarning`.
     n_iter_no_change : int, default=5
         See ``tol``.
-    early_stopping : bool, default=False
-        Set aside ``validation_fraction`` of the training rows as a validation set (the rows
-        ``SGDRegressor`` sets aside: ``ShuffleSplit(test_size=validation_fraction,
-        random_state=random_state)``; both parts keep their row order), train on the rest and
-        stop by ``tol`` on the validation MSE (``tol=None`` counts as ``tol=0``: stop after
-        ``n_iter_no_change`` epochs without a lower validation loss); the parameters of the
-        best epoch are restored. Unlike ``eval_set`` (which cannot be combined with it), the
-        validation rows pass through the earlier steps of a :class:`~sklearn.pipeline.Pipeline`
-        with the training rows. Only for ``solver="sgd"`` and :meth:`fit`.
-    validation_fraction : float, default=0.1
-        Fraction of the rows set aside by ``early_stopping``, in (0, 1).
     target_loss : float or None, default=None
         Stop right after the first step whose batch loss is below this value (that step is
         applied, as in the loop ``loss.backward(); opt.step(); if loss < target: break``).
@@ -131,6 +120,10 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         for anything else; float32 input is never silently up-cast.
     backend : {None, "cpp", "numba", "cuda"}, default=None
         Kernel backend; None uses the default (``LINSGD_BACKEND`` overrides it).
+    verbose : int, default=0
+        1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as a typical
+        torch training loop does. 2: a tqdm progress bar over the steps with the running loss
+        (falls back to 1, with a note, when tqdm is not installed).
     n_threads : int, default=1
         Host threads for each SGD step of the C++ backend (1 to 1024), or -1 for
         ``os.cpu_count()``. The fitted model is the same, bit for bit, for every count.
@@ -139,6 +132,17 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         hand-off would cost more than it saves. So they are for large batches of wide data, and
         on a machine with few cores they may not be faster. The numba and CUDA backends ignore
         it.
+    early_stopping : bool, default=False
+        Set aside ``validation_fraction`` of the training rows as a validation set (the rows
+        ``SGDRegressor`` sets aside: ``ShuffleSplit(test_size=validation_fraction,
+        random_state=random_state)``; both parts keep their row order), train on the rest and
+        stop by ``tol`` on the validation MSE (``tol=None`` counts as ``tol=0``: stop after
+        ``n_iter_no_change`` epochs without a lower validation loss); the parameters of the
+        best epoch are restored. Unlike ``eval_set`` (which cannot be combined with it), the
+        validation rows pass through the earlier steps of a :class:`~sklearn.pipeline.Pipeline`
+        with the training rows. Only for ``solver="sgd"`` and :meth:`fit`.
+    validation_fraction : float, default=0.1
+        Fraction of the rows set aside by ``early_stopping``, in (0, 1).
     warm_start : bool, default=False
         When True and the model is fitted, :meth:`fit` starts from the fitted ``coef_`` and
         ``intercept_``, the momentum buffers and the shuffle stream instead of from ``init``
@@ -149,10 +153,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         fit's data. So a warm fit with ``epochs=k`` gives the same parameters, bit for bit, as
         ``k`` calls of :meth:`partial_fit` (with a constant learning rate; :meth:`partial_fit`
         continues a schedule at epoch ``n_iter_`` instead).
-    verbose : int, default=0
-        1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as the seed
-        notebooks do. 2: a tqdm progress bar over the steps with the running loss (falls back
-        to 1, with a note, when tqdm is not installed).
 
     Attributes
     ----------
@@ -168,8 +168,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         number ``t_`` (1-based), i.e. the loop index ``t_ - 1`` that a torch loop
         ``for i in ...: ...; if loss < target: print(i); break`` prints.
     history_ : dict
-        ``"train_loss"``: the mean batch loss of each epoch (as the seed notebooks print it);
-        ``"valid_loss"`` (with ``eval_set``): the validation MSE after each epoch.
+        ``"train_loss"``: the mean batch loss of each epoch (``sum(losses) / len(losses)``, as
+        a torch loop averages its ``loss.item()`` values); ``"valid_loss"`` (with ``eval_set``
+        or ``early_stopping``): the validation MSE after each epoch.
     lr_history_ : list of float
         The learning rate of each epoch run.
     best_epoch_ : int or None
