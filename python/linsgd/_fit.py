@@ -152,8 +152,20 @@ def fit_model(
     return est
 
 
-def commit(est: Any, p, names, W, b, single, run: Run, state, order_gen, resumed: bool) -> None:
-    """A successful (partial) fit: every fitted attribute set here, at once."""
+def commit(
+    est: Any,
+    p: dict,
+    names: np.ndarray | None,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    single: bool,
+    run: Run,
+    state: dict,
+    order_gen: TorchDataLoaderOrder | None,
+    resumed: bool,
+) -> None:
+    """A successful (partial) fit: every fitted attribute set here, at once (``names``: the
+    feature names of a fit's data; not used when ``resumed``)."""
     est._set_params_attrs(W, b, single)
     if resumed:
         hist = {k: list(v) for k, v in est.history_.items()}

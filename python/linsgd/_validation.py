@@ -8,6 +8,7 @@ checked once per fit and handed to the trainer as C-contiguous arrays of the mod
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -229,7 +230,7 @@ def validation_split(
     sw: np.ndarray | None,
     fraction: float,
     random_state: Any,
-    seed_of: Any,
+    seed_of: Callable[[Any], int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
     """Set aside ``fraction`` of the rows as the validation set of ``early_stopping``.
 

@@ -140,7 +140,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         ``n_iter_no_change`` epochs without a lower validation loss); the parameters of the
         best epoch are restored. Unlike ``eval_set`` (which cannot be combined with it), the
         validation rows pass through the earlier steps of a :class:`~sklearn.pipeline.Pipeline`
-        with the training rows. Only for ``solver="sgd"`` and :meth:`fit`.
+        with the training rows. The validation MSE is unweighted (``sample_weight`` weighs
+        the training rows only). Only for ``solver="sgd"`` and :meth:`fit`.
     validation_fraction : float, default=0.1
         Fraction of the rows set aside by ``early_stopping``, in (0, 1).
     warm_start : bool, default=False
