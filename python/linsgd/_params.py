@@ -74,7 +74,7 @@ def _check_lr(lr: Any) -> Any:
 
 def _check_fraction(value: Any) -> float:
     v = ck.real(value, "validation_fraction")
-    if not 0.0 < v < 1.0:
+    if v is None or not 0.0 < v < 1.0:  # (never None: real() refuses it here)
         raise ValueError(f"validation_fraction must be in the open interval (0, 1), got {v}")
     return v
 

@@ -409,7 +409,7 @@ class TorchInteropMixin:
             hp, state = sgd_settings(linear, optimizer)
             kw.update(hp)
         kw.update(params)
-        est = cls(**kw)
+        est: Any = cls(**kw)  # a LinearRegressor (the mixin's one user), typed as cls
         est._set_params_attrs(W, b, single=W.shape[0] == 1)
         est.n_features_in_ = W.shape[1]
         est.n_iter_ = 0
