@@ -120,7 +120,7 @@ def _make_data(args: argparse.Namespace, dtype: np.dtype):
         n_features=n,
         n_targets=1,
         n_informative=max(n - 1, 1),
-        bias=random.Random(args.seed).random(),  # the notebook's random true bias, seeded
+        bias=random.Random(args.seed).random(),  # a random true bias, seeded
         noise=1,
         random_state=args.seed,
     )
