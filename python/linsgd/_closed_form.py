@@ -42,6 +42,15 @@ __all__ = ["RankDeficientWarning", "closed_form"]
 class RankDeficientWarning(UserWarning):
     """The normal equations are singular: the minimum-norm optimum was returned.
 
+    Parameters
+    ----------
+    message : str
+        The warning's text.
+    rank : int, default=-1
+        The numerical rank of the (penalised) system (-1: unknown).
+    n_params : int, default=-1
+        Its number of unknowns per output (-1: unknown).
+
     Attributes
     ----------
     rank : int
@@ -86,7 +95,7 @@ def closed_form(
     y : array_like of shape (n_samples,) or (n_samples, n_outputs)
         Targets.
     weight_decay : float, default=0
-        torch's coupled weight decay ``wd``: the objective gains ``(wd/2) * ||W||^2``.
+        Coupled weight decay ``wd``, as torch's: the objective gains ``(wd/2) * ||W||^2``.
     decay_bias : bool, default=True
         Whether ``weight_decay`` also penalises the bias (``(wd/2) * ||b||^2``), as torch
         does for every parameter of its group.

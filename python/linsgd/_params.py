@@ -43,8 +43,14 @@ def _check_dtype_param(dtype: Any) -> np.dtype | None:
 _param_values = operator.attrgetter(
     "lr", "batch_size", "epochs", "momentum", "dampening", "nesterov", "maximize", "weight_decay",
     "decay_bias", "l2", "fit_intercept", "shuffle", "tol", "n_iter_no_change", "target_loss",
-    "drop_last", "dtype", "verbose", "solver", "init", "backend", "n_threads",
+    "drop_last", "dtype", "verbose", "solver", "init", "backend", "n_threads", "early_stopping",
+    "validation_fraction", "warm_start",
 )  # fmt: skip
+
+#: The last few successful checks, ``(raw values, result)``: a fresh estimator built with the
+#: very same parameter objects (the same call site, defaults, a ``clone``) skips the checks too.
+_RECENT: list[tuple[tuple, dict]] = []
+_RECENT_SIZE = 8
 
 
 def _check_lr(lr: Any) -> Any:
@@ -66,18 +72,28 @@ def _check_lr(lr: Any) -> Any:
     return ck.real(lr, "lr", minimum=0.0)
 
 
+def _check_fraction(value: Any) -> float:
+    v = ck.real(value, "validation_fraction")
+    if v is None or not 0.0 < v < 1.0:  # (never None: real() refuses it here)
+        raise ValueError(f"validation_fraction must be in the open interval (0, 1), got {v}")
+    return v
+
+
 def validated_params(est: Any) -> dict:
     """The constructor parameters, checked, as a dict (a new one: callers add to it).
 
     A successful fit keeps the result (``p["checked"]``) with the parameter objects it came
     from, and it is given again while the estimator holds the very same objects
     (``set_params`` or an assignment replaces them; the ones checked here are immutable, or
-    checked for their type only), so repeated fits skip the checks. The backend is looked
-    up every time (``LINSGD_BACKEND`` may change).
+    checked for their type only), so repeated fits skip the checks; so do fits of a fresh
+    estimator built from the same objects as one of the last few checked (:data:`_RECENT`).
+    The backend is looked up every time (``LINSGD_BACKEND`` may change).
     """
     raw = _param_values(est)
     kept = est.__dict__.get("_checked_params")
-    if kept is not None and all(map(operator.is_, kept[0], raw)):
+    if kept is None or not all(map(operator.is_, kept[0], raw)):
+        kept = next((k for k in _RECENT if all(map(operator.is_, k[0], raw))), None)
+    if kept is not None:
         backend_name(est.backend)
         p = dict(kept[1])
         p["checked"] = kept
@@ -101,6 +117,9 @@ def validated_params(est: Any) -> dict:
         "drop_last": ck.flag(est.drop_last, "drop_last"),
         "dtype": _check_dtype_param(est.dtype),
         "verbose": ck.integer(est.verbose, "verbose", minimum=0),
+        "early_stopping": ck.flag(est.early_stopping, "early_stopping"),
+        "validation_fraction": _check_fraction(est.validation_fraction),
+        "warm_start": ck.flag(est.warm_start, "warm_start"),
     }
     ck.nesterov_rule(p["momentum"], p["dampening"], p["nesterov"])
     if not isinstance(est.solver, str) or est.solver not in _SOLVERS:
@@ -116,6 +135,8 @@ def validated_params(est: Any) -> dict:
     p["constant_lr"] = isinstance(p["lr"], (float, str))
     p["hyper"] = {k: p[k] for k in _HYPER}
     p["checked"] = (raw, dict(p))
+    _RECENT.insert(0, p["checked"])
+    del _RECENT[_RECENT_SIZE:]
     return p
 
 

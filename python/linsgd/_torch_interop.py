@@ -7,7 +7,7 @@ linsgd never imports torch.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -22,6 +22,11 @@ __all__ = [
     "sgd_settings",
     "torch_linear_init",
 ]
+
+if TYPE_CHECKING:  # torch is optional: only type checkers import it here
+    import torch
+
+_Est = TypeVar("_Est", bound="TorchInteropMixin")
 
 _SGD_KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
@@ -370,7 +375,12 @@ class TorchInteropMixin:
     SGD optimizer) in, a fitted estimator out, and back."""
 
     @classmethod
-    def from_torch(cls, linear: Any, optimizer: Any = None, **params: Any) -> Any:
+    def from_torch(
+        cls: type[_Est],
+        linear: torch.nn.Linear,
+        optimizer: torch.optim.SGD | None = None,
+        **params: Any,
+    ) -> _Est:
         """Build a fitted-state estimator holding a torch layer's parameters.
 
         Parameters
@@ -399,7 +409,7 @@ class TorchInteropMixin:
             hp, state = sgd_settings(linear, optimizer)
             kw.update(hp)
         kw.update(params)
-        est = cls(**kw)
+        est: Any = cls(**kw)  # a LinearRegressor (the mixin's one user), typed as cls
         est._set_params_attrs(W, b, single=W.shape[0] == 1)
         est.n_features_in_ = W.shape[1]
         est.n_iter_ = 0
@@ -411,7 +421,20 @@ class TorchInteropMixin:
         est._order_state = None
         return est
 
-    def to_torch(self, optimizer: bool = False) -> Any:
+    @overload
+    def to_torch(self, optimizer: Literal[False] = ...) -> torch.nn.Linear: ...
+
+    @overload
+    def to_torch(self, optimizer: Literal[True]) -> tuple[torch.nn.Linear, torch.optim.SGD]: ...
+
+    @overload
+    def to_torch(
+        self, optimizer: bool
+    ) -> torch.nn.Linear | tuple[torch.nn.Linear, torch.optim.SGD]: ...
+
+    def to_torch(
+        self, optimizer: bool = False
+    ) -> torch.nn.Linear | tuple[torch.nn.Linear, torch.optim.SGD]:
         """Return a ``torch.nn.Linear`` holding the fitted parameters (dtype kept).
 
         Parameters

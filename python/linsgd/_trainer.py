@@ -14,17 +14,19 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from . import kernels
 from ._shuffle import TorchDataLoaderOrder
 from .exceptions import DivergenceError
 
-__all__ = ["Run", "RunSettings", "run_epochs"]
+__all__ = ["Run", "RunSettings", "run_epochs", "warn_not_converged"]
 
 _PROGRESS_PIECES = 20  # progress-bar updates per epoch (verbose=2)
 _MAX_ORDER_ENTRIES = 1 << 24  # row indices built per kernel call when shuffling
@@ -57,6 +59,7 @@ class Run:
     steps: int = 0
     epochs: int = 0
     best_epoch: int | None = None
+    stopped: bool = False  # by a stopping rule (tol or target_loss), before the epochs ran out
 
 
 def _epoch_mean(row: list) -> float:
@@ -67,6 +70,19 @@ def _epoch_mean(row: list) -> float:
         return total / len(row)
     vals = [v for v in row if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+_CUMSUM_FROM = 1024 if sys.version_info < (3, 12) else None  # see _row_sums
+
+
+def _row_sums(losses: np.ndarray) -> list[float]:
+    """``[sum(row) for row in losses.tolist()]``, bit for bit. Before Python 3.12 ``sum`` adds
+    floats in order with one rounding per term, as a cumulative sum does, which is faster for
+    many losses; from 3.12 on ``sum`` is compensated (Neumaier) and only ``sum`` gives its
+    bits."""
+    if _CUMSUM_FROM is not None and losses.size >= _CUMSUM_FROM:
+        return np.cumsum(losses, axis=1, dtype=np.float64)[:, -1].tolist()
+    return [sum(row) for row in losses.tolist()]
 
 
 def copy_state(state: dict) -> dict:
@@ -145,6 +161,34 @@ def _diverged(W, b, steps: int, steps_done: int, S: int, epoch0: int, lrs: list)
     )
 
 
+def _one_call(s: RunSettings, X, Y, W, b, state, ev, sw, n_epochs, first_epoch, lr_of, S) -> Run:
+    """``run_epochs`` of a run that is one kernel call (every row in order, no stopping rule,
+    no ``target_loss``, nothing printed, within the memory bounds): the loop below without
+    its bookkeeping, the same bits."""
+    if type(lr_of) is float:
+        lr, lrs = lr_of, [lr_of] * n_epochs
+    else:
+        lrs = lr_of(first_epoch, n_epochs)
+        lr = np.array(lrs, dtype=np.float64)
+    res = kernels.train(
+        X, Y, W, b, batch_size=s.batch_size, epochs=n_epochs, lr=lr, eval_set=ev, state=state,
+        sample_weight=sw, check_finite=False, backend=s.backend, n_threads=s.n_threads,
+        **s.hyper,
+    )  # fmt: skip
+    status = res.status
+    if status == "diverged":
+        raise _diverged(W, b, res.steps, 0, S, first_epoch, lrs)
+    if status == "interrupted":
+        raise KeyboardInterrupt("linsgd training interrupted; the model was left unchanged")
+    totals = _row_sums(res.losses)
+    if math.isnan(sum(totals)):  # a NaN loss (a batch of zero weights): left out of the mean
+        train_loss = [_epoch_mean(row) for row in res.losses.tolist()]
+    else:
+        train_loss = [t / S for t in totals]
+    valid = None if ev is None else res.valid_losses.tolist()
+    return Run(train_loss, valid, lrs, res.steps, n_epochs)
+
+
 def run_epochs(
     s: RunSettings,
     X: np.ndarray,
@@ -178,6 +222,9 @@ def run_epochs(
     if order_gen is not None or R < M:  # explicit row orders
         limit = min(limit, max(1, _MAX_ORDER_ENTRIES // R))
     chunk = 1 if (per_epoch or s.target_loss is not None) else min(n_epochs, limit)
+    plain = not per_epoch and s.target_loss is None and bar is None
+    if plain and chunk == n_epochs and order_gen is None and R == M:
+        return _one_call(s, X, Y, W, b, state, ev, sw, n_epochs, first_epoch, lr_of, S)
     run = Run(valid_loss=None if ev is None else [])
     best = math.inf
     snapshot = None
@@ -227,15 +274,20 @@ def run_epochs(
                     order_gen.orders(M, e_stop)
                     exhausted = s_stop == S - 1 and not s.drop_last and M % bs != 0
                     order_gen.next_epoch(M, complete=exhausted)
-            rows = losses.tolist()
             valid_list = None if ev is None else valid.tolist()
-            if status == "completed" and verbose == 0 and not math.isnan(sum(map(sum, rows))):
-                # every step ran and nothing is printed: the history in one go
-                run.train_loss += [sum(row) / S for row in rows]
+            totals = None
+            if status == "completed" and verbose == 0:
+                totals = _row_sums(losses)
+                if totals is not None and math.isnan(sum(totals)):
+                    totals = None  # a step that did not run: epoch by epoch below
+            if totals is not None:  # every step ran and nothing is printed: one go
+                run.train_loss += [t / S for t in totals]
                 run.lrs += lrs
                 if ev is not None:
                     run.valid_loss += valid_list
                 ran = 0
+            else:
+                rows = losses.tolist()
             for e in range(ran):
                 run.train_loss.append(_epoch_mean(rows[e]))
                 run.lrs.append(lrs[e])
@@ -271,6 +323,7 @@ def run_epochs(
     finally:
         if bar is not None:
             bar.close()
+    run.stopped = stop
     if snapshot is not None and run.best_epoch != first_epoch + run.epochs - 1:
         W[...] = snapshot[0]
         if b is not None:
@@ -278,3 +331,17 @@ def run_epochs(
         state.clear()
         state.update(snapshot[2])
     return run
+
+
+def warn_not_converged(est: Any, p: dict, tol: float) -> None:
+    """The ``ConvergenceWarning`` of a fit whose stopping rule was not met within ``epochs``
+    (worded as scikit-learn's ``SGDRegressor`` words it; raised at the user's call)."""
+    warnings.warn(
+        f"Maximum number of epochs ({p['epochs']}) reached before convergence: the monitored "
+        f"loss still improved by at least tol={tol} within the last n_iter_no_change="
+        f"{p['n_iter_no_change']} epochs. Consider increasing epochs to improve the fit, or "
+        "silence this warning with warnings.simplefilter('ignore', "
+        "sklearn.exceptions.ConvergenceWarning).",
+        ConvergenceWarning,
+        stacklevel=4,
+    )

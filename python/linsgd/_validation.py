@@ -7,21 +7,35 @@ checked once per fit and handed to the trainer as C-contiguous arrays of the mod
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.model_selection import ShuffleSplit
+from sklearn.utils.validation import _get_feature_names
 
 from . import _checks as ck
 from ._torch_interop import torch_linear_init
 
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import _check_feature_names as _sk_check_feature_names
+except ImportError:  # pragma: no cover - older scikit-learn has it as an estimator method
+
+    def _sk_check_feature_names(estimator: Any, X: Any, *, reset: bool) -> None:
+        estimator._check_feature_names(X, reset=reset)
+
+
 __all__ = [
     "check_X",
     "check_eval_set",
+    "check_feature_names",
     "check_sample_weight",
     "check_y",
     "feature_names",
     "initial_params",
+    "validation_split",
 ]
 
 
@@ -128,13 +142,21 @@ def check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.n
 
 
 def feature_names(X: Any) -> np.ndarray | None:
+    """The feature names of ``X`` as scikit-learn reads them (``feature_names_in_``): the
+    column names of a DataFrame whose columns are all strings, else None (``TypeError`` for
+    mixed string and non-string column names, as scikit-learn)."""
     if type(X) is np.ndarray:
         return None
-    cols = getattr(X, "columns", None)
-    if cols is None or not hasattr(X, "iloc"):
-        return None
-    names = [str(c) for c in cols] if all(isinstance(c, str) for c in cols) else None
-    return None if names is None else np.asarray(names, dtype=object)
+    return _get_feature_names(X)
+
+
+def check_feature_names(estimator: Any, X: Any) -> None:
+    """Check the feature names of ``X`` against the fitted ones, with scikit-learn's own check
+    (its messages and warnings: a ``ValueError`` for other names or another order, a
+    ``UserWarning`` when only one of the two has names). Changes nothing."""
+    if type(X) is np.ndarray and "feature_names_in_" not in estimator.__dict__:
+        return
+    _sk_check_feature_names(estimator, X, reset=False)
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
@@ -200,3 +222,49 @@ def check_eval_set(eval_set: Any, n_features: int, n_outputs: int, dt: np.dtype)
     if Yv.shape[1] != n_outputs:
         raise ValueError(f"eval_set[1] (y_valid) has {Yv.shape[1]} outputs, but y has {n_outputs}")
     return Xv, Yv  # C-contiguous, as yv
+
+
+def validation_split(
+    X: np.ndarray,
+    Y: np.ndarray,
+    sw: np.ndarray | None,
+    fraction: float,
+    random_state: Any,
+    seed_of: Callable[[Any], int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
+    """Set aside ``fraction`` of the rows as the validation set of ``early_stopping``.
+
+    The rows are those of scikit-learn's ``SGDRegressor``: the test part of
+    ``ShuffleSplit(test_size=fraction, random_state=random_state)`` (an int seed as it is, a
+    ``RandomState`` advanced; None or a numpy Generator give a seed drawn by ``seed_of``).
+    Both parts keep the original row order. Returns ``(X_train, Y_train, sw_train,
+    (X_valid, Y_valid))``.
+    """
+    M = X.shape[0]
+    rs = random_state
+    if isinstance(rs, numbers.Integral) and not ck.is_bool(rs):
+        rs = int(rs) & 0xFFFFFFFF  # the low 32 bits, as everywhere in linsgd
+    elif not isinstance(rs, np.random.RandomState):
+        rs = seed_of(rs)
+    n_valid = int(np.ceil(fraction * M))
+    if n_valid < 1 or M - n_valid < 1:
+        raise ValueError(
+            f"early_stopping: splitting {M} samples into a train set and a validation set with "
+            f"validation_fraction={fraction} led to an empty set ({M - n_valid} and {n_valid} "
+            "samples). Please either change validation_fraction, increase the number of "
+            "samples, or disable early_stopping."
+        )
+    cv = ShuffleSplit(n_splits=1, test_size=fraction, random_state=rs)
+    _, idx_valid = next(cv.split(np.zeros((M, 1))))
+    mask = np.zeros(M, dtype=bool)
+    mask[idx_valid] = True
+    keep = ~mask
+    sw_train = None
+    if sw is not None:
+        sw_train = sw[keep]
+        if not (sw_train > 0).any():
+            raise ValueError(
+                "early_stopping: the sample weights of the training part are all zero; use "
+                "another random_state or validation_fraction"
+            )
+    return X[keep], Y[keep], sw_train, (X[mask], Y[mask])

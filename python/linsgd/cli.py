@@ -1,6 +1,6 @@
 """Command-line interface: ``linsgd demo`` (also ``python -m linsgd demo``).
 
-The demo replays the experiment of seed notebook 001: ``make_regression`` data, the first
+The demo replays the package's reference experiment: ``make_regression`` data, the first
 ``--n-train`` rows for training and the next ``--n-valid`` for validation, a one-output linear
 model, ``lr=0.01``, ``batch_size = n_train // 3``, 16 epochs; it trains linsgd and the torch
 loop from the same initial parameters and prints both side by side.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,43 @@ import numpy as np
 __all__ = ["main", "run_demo", "torch_fit"]
 
 
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _int_at_least(0)(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``linsgd`` parser and its ``demo`` subparser (whose ``error`` reports mistakes)."""
     parser = argparse.ArgumentParser(
         prog="linsgd",
         description="Mini-batch SGD for linear regression in compiled code, agreeing with torch.",
@@ -30,12 +67,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
     demo = sub.add_parser(
         "demo",
-        help="train linsgd and the torch loop side by side on seed notebook 001's experiment",
+        help="train linsgd and the torch loop side by side on a make_regression problem",
         description="Train linsgd.LinearRegressor and the torch nn.Linear + MSELoss + SGD loop "
         "from the same initial parameters and compare losses, parameters and wall times.",
     )
-    demo.add_argument("--epochs", type=int, default=16, help="epochs (default: 16)")
-    demo.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    demo.add_argument("--epochs", type=_int_at_least(1), default=16, help="epochs (default: 16)")
+    demo.add_argument(
+        "--lr", type=_learning_rate, default=0.01, help="learning rate (default: 0.01)"
+    )
     demo.add_argument(
         "--dtype",
         choices=("float32", "float64"),
@@ -43,26 +82,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="dtype (default: float64)",
     )
     demo.add_argument(
-        "--seed", type=int, default=0, help="seed of the data and the init (default: 0)"
+        "--seed", type=_seed, default=0, help="seed of the data and the init (default: 0)"
     )
-    demo.add_argument("--n-train", type=int, default=100, help="training rows (default: 100)")
     demo.add_argument(
-        "--n-valid", type=int, default=10_000, help="validation rows (default: 10000)"
+        "--n-train", type=_int_at_least(1), default=100, help="training rows (default: 100)"
     )
-    demo.add_argument("--features", type=int, default=4, help="features N (default: 4)")
     demo.add_argument(
-        "--batch-size", type=int, default=None, help="rows per step (default: n_train // 3)"
+        "--n-valid", type=_int_at_least(1), default=10_000, help="validation rows (default: 10000)"
+    )
+    demo.add_argument(
+        "--features", type=_int_at_least(1), default=4, help="features N (default: 4)"
+    )
+    demo.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=None,
+        help="rows per step (default: n_train // 3)",
     )
     demo.add_argument(
         "--backend", choices=("cpp", "numba", "cuda"), default=None, help="linsgd backend"
     )
     demo.add_argument(
         "--threads",
-        type=int,
+        type=_int_at_least(0),
         default=1,
         help="torch CPU threads (default: 1; 0 keeps torch's default)",
     )
-    return parser
+    return parser, demo
 
 
 def _make_data(args: argparse.Namespace, dtype: np.dtype):
@@ -74,7 +120,7 @@ def _make_data(args: argparse.Namespace, dtype: np.dtype):
         n_features=n,
         n_targets=1,
         n_informative=max(n - 1, 1),
-        bias=random.Random(args.seed).random(),  # the notebook's random true bias, seeded
+        bias=random.Random(args.seed).random(),  # a random true bias, seeded
         noise=1,
         random_state=args.seed,
     )
@@ -94,7 +140,7 @@ def torch_fit(
     x_valid: Any,
     y_valid: Any,
 ) -> tuple[list[float], list[float]]:
-    """The training loop of seed notebook 001 (``TorchLinearRegression.fit``), without printing.
+    """The plain torch training loop the demo compares with, without printing.
 
     Parameters
     ----------
@@ -276,10 +322,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit code.
     """
-    args = _build_parser().parse_args(argv)
-    if args.command == "demo":
+    parser, demo = _build_parsers()
+    args = parser.parse_args(argv)
+    if args.command != "demo":  # pragma: no cover - argparse already refused unknown commands
+        return 2
+    if args.backend is not None:
+        from .kernels import backend_name
+
+        try:
+            backend_name(args.backend)
+        except ValueError as exc:  # says what is missing: the _cuda module, a device, numba
+            demo.error(f"argument --backend: {exc}")
+    try:
         return run_demo(args)
-    return 2  # pragma: no cover - argparse already refused unknown commands
+    except (ValueError, TypeError, FloatingPointError, RuntimeError, MemoryError) as exc:
+        # a mistake in the options that only the run finds (a diverging --lr, ...): one line
+        demo.error(" ".join(str(exc).split()) or type(exc).__name__)
+    return 2  # pragma: no cover - error() exits
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -209,8 +209,10 @@ def linsgd_params(
         The penalty in ``convention``.
     convention : {"torch", "keras", "ridge", "sgd_regressor"}
         Its convention.
-    n_samples, n_outputs
-        As in :func:`convert`.
+    n_samples : int, optional
+        ``M``, the number of training rows; required for ``"ridge"``.
+    n_outputs : int, default=1
+        ``U``, the number of outputs.
     decay_bias : bool, default=False
         Whether the bias is penalised too (torch's default; a Ridge on ``[X, 1]``).
         Keras, ``Ridge`` and ``SGDRegressor`` leave it unpenalised, hence the default.

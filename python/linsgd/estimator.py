@@ -2,14 +2,12 @@
 
 The estimator owns the hyper-parameters (:mod:`linsgd._params`), the data semantics
 (:mod:`linsgd._validation`), the fitted attributes (written in one place) and torch interop;
-the epochs run in :mod:`linsgd._trainer`, through the public kernel API. ``fit`` and
-``partial_fit`` share one path.
+``fit`` and ``partial_fit`` share one path (:mod:`linsgd._fit`); the epochs run in
+:mod:`linsgd._trainer`, through the public kernel API.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,19 +15,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._closed_form import closed_form
-from ._params import auto_lr, learning_rates, rows_per_epoch, seed_of, validated_params
-from ._shuffle import TorchDataLoaderOrder
+from ._fit import fit_model
+from ._params import auto_lr
 from ._torch_interop import TorchInteropMixin
-from ._trainer import Run, RunSettings, copy_state, run_epochs
-from ._validation import (
-    check_eval_set,
-    check_sample_weight,
-    check_X,
-    check_y,
-    feature_names,
-    initial_params,
-)
+from ._validation import check_feature_names, check_X
 from .schedules import LRSchedule
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "LinearRegressor", "auto_lr"]
@@ -85,7 +74,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
     maximize : bool, default=False
         Ascend instead of descend, as in ``torch.optim.SGD``.
     weight_decay : float, default=0.0
-        torch's coupled weight decay: the update direction gains ``weight_decay * p``.
+        Coupled weight decay, as torch's: the update direction gains ``weight_decay * p``.
     decay_bias : bool, default=True
         Whether ``weight_decay`` applies to the bias (torch decays every parameter of its group).
     l2 : float, default=0.0
@@ -104,11 +93,14 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         ``"closed_form"`` solves for the optimum of the same penalised objective directly
         (see :func:`linsgd.closed_form`) instead of running SGD.
     tol : float or None, default=None
-        Early stopping: stop when the monitored loss (the validation loss with ``eval_set``,
-        else the epoch's mean training loss) has not improved by at least ``tol`` for
-        ``n_iter_no_change`` consecutive epochs. With ``eval_set`` the parameters (and the
-        momentum buffers) of the epoch with the lowest validation loss are kept, see
-        ``best_epoch_``. None disables it.
+        Stopping rule, as scikit-learn's ``SGDRegressor``: :meth:`fit` stops when the
+        monitored loss (the validation MSE with ``early_stopping`` or ``eval_set``, else the
+        epoch's mean training loss) has not improved on the best one so far by at least
+        ``tol`` for ``n_iter_no_change`` consecutive epochs. With a validation set the
+        parameters (and the momentum buffers) of the epoch with the lowest validation loss are
+        restored, see ``best_epoch_``. None disables the rule (unless ``early_stopping``). When
+        the rule is active and ``epochs`` run out before it is met, :meth:`fit` warns with
+        :class:`sklearn.exceptions.ConvergenceWarning`.
     n_iter_no_change : int, default=5
         See ``tol``.
     target_loss : float or None, default=None
@@ -128,6 +120,10 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         for anything else; float32 input is never silently up-cast.
     backend : {None, "cpp", "numba", "cuda"}, default=None
         Kernel backend; None uses the default (``LINSGD_BACKEND`` overrides it).
+    verbose : int, default=0
+        1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as a typical
+        torch training loop does. 2: a tqdm progress bar over the steps with the running loss
+        (falls back to 1, with a note, when tqdm is not installed).
     n_threads : int, default=1
         Host threads for each SGD step of the C++ backend (1 to 1024), or -1 for
         ``os.cpu_count()``. The fitted model is the same, bit for bit, for every count.
@@ -136,10 +132,28 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         hand-off would cost more than it saves. So they are for large batches of wide data, and
         on a machine with few cores they may not be faster. The numba and CUDA backends ignore
         it.
-    verbose : int, default=0
-        1: print ``epoch: k - MSE: train - MSE_v: valid`` after every epoch, as the seed
-        notebooks do. 2: a tqdm progress bar over the steps with the running loss (falls back
-        to 1, with a note, when tqdm is not installed).
+    early_stopping : bool, default=False
+        Set aside ``validation_fraction`` of the training rows as a validation set (the rows
+        ``SGDRegressor`` sets aside: ``ShuffleSplit(test_size=validation_fraction,
+        random_state=random_state)``; both parts keep their row order), train on the rest and
+        stop by ``tol`` on the validation MSE (``tol=None`` counts as ``tol=0``: stop after
+        ``n_iter_no_change`` epochs without a lower validation loss); the parameters of the
+        best epoch are restored. Unlike ``eval_set`` (which cannot be combined with it), the
+        validation rows pass through the earlier steps of a :class:`~sklearn.pipeline.Pipeline`
+        with the training rows. The validation MSE is unweighted (``sample_weight`` weighs
+        the training rows only). Only for ``solver="sgd"`` and :meth:`fit`.
+    validation_fraction : float, default=0.1
+        Fraction of the rows set aside by ``early_stopping``, in (0, 1).
+    warm_start : bool, default=False
+        When True and the model is fitted, :meth:`fit` starts from the fitted ``coef_`` and
+        ``intercept_``, the momentum buffers and the shuffle stream instead of from ``init``
+        (``coef_init``/``intercept_init``, when given, start a fresh run as usual). It is a new
+        fit otherwise, as in scikit-learn: up to ``epochs`` epochs with the stopping rules,
+        ``n_iter_``, ``t_``, ``history_`` and ``lr_history_`` describe this fit only, a
+        learning-rate schedule starts again at epoch 0 and ``lr="auto"`` is computed from this
+        fit's data. So a warm fit with ``epochs=k`` gives the same parameters, bit for bit, as
+        ``k`` calls of :meth:`partial_fit` (with a constant learning rate; :meth:`partial_fit`
+        continues a schedule at epoch ``n_iter_`` instead).
 
     Attributes
     ----------
@@ -148,23 +162,47 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
     intercept_ : scalar or ndarray of shape (n_outputs,)
         The bias (0 when ``fit_intercept=False``), in the model dtype.
     n_iter_ : int
-        Epochs run (an epoch cut short by ``target_loss`` counts; 0 for the closed form).
+        Epochs run by the last :meth:`fit` and the :meth:`partial_fit` calls since (an epoch
+        cut short by ``target_loss`` counts; 0 for the closed form).
     t_ : int
         SGD steps (parameter updates) run. With ``target_loss`` the stopping step is step
         number ``t_`` (1-based), i.e. the loop index ``t_ - 1`` that a torch loop
         ``for i in ...: ...; if loss < target: print(i); break`` prints.
     history_ : dict
-        ``"train_loss"``: the mean batch loss of each epoch (as the seed notebooks print it);
-        ``"valid_loss"`` (with ``eval_set``): the validation MSE after each epoch.
+        ``"train_loss"``: the mean batch loss of each epoch (``sum(losses) / len(losses)``, as
+        a torch loop averages its ``loss.item()`` values); ``"valid_loss"`` (with ``eval_set``
+        or ``early_stopping``): the validation MSE after each epoch.
     lr_history_ : list of float
         The learning rate of each epoch run.
     best_epoch_ : int or None
-        With ``tol``: the (0-based) epoch with the lowest monitored loss; with ``eval_set``
-        too, the parameters are that epoch's. None without ``tol``.
+        With ``tol`` or ``early_stopping``: the (0-based) epoch with the lowest monitored loss;
+        with a validation set, the parameters are that epoch's. None otherwise.
     n_features_in_ : int
         Number of features seen in :meth:`fit`.
     feature_names_in_ : ndarray of str
-        Column names, when ``X`` was a DataFrame with string column names.
+        Column names, when ``X`` was a DataFrame with string column names. Later calls check
+        them as scikit-learn does: other names or another order raise a ``ValueError``, data
+        without names after a fit with names (or the reverse) gives a ``UserWarning``.
+
+    See Also
+    --------
+    linsgd.kernels.train : The kernel call that runs the epochs.
+    linsgd.closed_form : The optimum that long runs converge to.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from linsgd import LinearRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 3))
+    >>> y = X @ np.array([1.0, -2.0, 0.5]) + 3.0
+    >>> model = LinearRegressor(lr=0.05, batch_size=20, epochs=60).fit(X, y)
+    >>> model.coef_.round(3)
+    array([ 1. , -2. ,  0.5])
+    >>> round(float(model.intercept_), 3)
+    3.0
+    >>> model.n_iter_, model.t_
+    (60, 600)
     """
 
     def __init__(
@@ -192,6 +230,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         backend: str | None = None,
         verbose: int = 0,
         n_threads: int = 1,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        warm_start: bool = False,
     ) -> None:
         self.lr = lr
         self.batch_size = batch_size
@@ -216,6 +257,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         self.backend = backend
         self.verbose = verbose
         self.n_threads = n_threads
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -239,40 +283,6 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             self.intercept_ = np.zeros(W.shape[0], dtype=dt) if b is None else b.copy()
         self._has_intercept = b is not None
 
-    def _commit(self, p, X, W, b, single, run: Run, state, order_gen, resumed: bool) -> None:
-        """A successful (partial) fit: every fitted attribute set here, at once."""
-        self._set_params_attrs(W, b, single)
-        if resumed:
-            hist = {k: list(v) for k, v in self.history_.items()}
-            n_before = len(hist["train_loss"])
-            hist["train_loss"].extend(run.train_loss)
-            if run.valid_loss is not None:
-                hist.setdefault("valid_loss", [math.nan] * n_before).extend(run.valid_loss)
-            elif "valid_loss" in hist:
-                hist["valid_loss"].extend([math.nan] * run.epochs)
-            self.n_iter_ += run.epochs
-            self.t_ += run.steps
-            self.lr_history_ = list(self.lr_history_) + run.lrs
-        else:
-            self.n_features_in_ = W.shape[1]
-            names = feature_names(X)
-            if names is not None:
-                self.feature_names_in_ = names
-            elif "feature_names_in_" in self.__dict__:
-                del self.feature_names_in_
-            hist = {"train_loss": run.train_loss}
-            if run.valid_loss is not None:
-                hist["valid_loss"] = run.valid_loss
-            self.n_iter_ = run.epochs
-            self.t_ = run.steps
-            self.lr_history_ = run.lrs
-            self.best_epoch_ = run.best_epoch
-        self.history_ = hist
-        self._optimizer_state = state
-        self._order_state = None if order_gen is None else order_gen.get_state()
-        self._auto_lr = p["auto_lr"]
-        self._checked_params = p["checked"]
-
     # ------------------------------------------------------------------ training
 
     def fit(
@@ -285,7 +295,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         coef_init: Any = None,
         intercept_init: Any = None,
     ) -> LinearRegressor:
-        """Train the model from scratch (from ``init``, or the given initial parameters).
+        """Train the model from ``init``, given initial parameters, or the fitted state.
 
         Parameters
         ----------
@@ -302,7 +312,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             decay and momentum terms still act).
         eval_set : tuple (X_valid, y_valid), optional
             Validation data whose MSE is recorded after every epoch (``history_["valid_loss"]``)
-            and monitored by ``tol``.
+            and monitored by ``tol``. Not with ``early_stopping=True``, which splits its own.
+            In a Pipeline the earlier steps do not transform it: use ``early_stopping`` there.
         coef_init : array_like of shape (n_features,) or (n_outputs, n_features), optional
             Initial weights; from ``init`` when None.
         intercept_init : scalar or array_like of shape (n_outputs,), optional
@@ -323,12 +334,18 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
 
         Warns
         -----
+        ConvergenceWarning
+            When the stopping rule (``tol``, ``early_stopping``) was active and ``epochs``
+            ran out before it was met. Silence it with ``warnings.simplefilter("ignore",
+            sklearn.exceptions.ConvergenceWarning)`` (in a ``warnings.catch_warnings()``
+            block to keep it local).
         RankDeficientWarning
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
-        return self._partial_fit(
-            X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False, n_epochs=None
-        )
+        return fit_model(
+            self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
+            n_epochs=None,
+        )  # fmt: skip
 
     def partial_fit(
         self,
@@ -371,98 +388,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             When the epoch diverges; the model is left as it was.
         """
         resume = hasattr(self, "coef_")
-        return self._partial_fit(
-            X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1
-        )
-
-    def _partial_fit(
-        self,
-        X: Any,
-        y: Any,
-        sample_weight: Any,
-        eval_set: Any,
-        coef_init: Any,
-        intercept_init: Any,
-        *,
-        resume: bool,
-        n_epochs: int | None,
-    ) -> LinearRegressor:
-        """``fit`` (``n_epochs=None``: the ``epochs`` bound, stopping rules, the closed form),
-        or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``."""
-        p = validated_params(self)
-        full_fit = n_epochs is None
-        if resume:
-            W, b = self._params_from_attrs()
-            dt = W.dtype
-            U, N = W.shape
-            single = np.ndim(self.coef_) == 1
-            X_arr = check_X(X, "X", dt, N)
-        else:
-            X_arr = check_X(X, "X", p["dtype"])
-            dt = X_arr.dtype
-            N = X_arr.shape[1]
-        y_arr = check_y(y, "y", dt, X_arr.shape[0], "X")
-        Y = y_arr.reshape(len(y_arr), -1)  # C-contiguous, as y_arr
-        if resume and Y.shape[1] != U:
-            raise ValueError(f"y has {Y.shape[1]} outputs, but the model has {U}")
-        U = Y.shape[1]
-        sw = check_sample_weight(sample_weight, X_arr.shape[0])
-        ev = check_eval_set(eval_set, N, U, dt)
-        solver = p["solver"] if full_fit else "sgd"
-        R = rows_per_epoch(p, X_arr.shape[0]) if solver == "sgd" else X_arr.shape[0]
-        order_gen = None
-        if resume:
-            state = copy_state(getattr(self, "_optimizer_state", {}) or {})
-            if p["shuffle"]:
-                saved = getattr(self, "_order_state", None)
-                seed = 0 if saved is not None else seed_of(self.random_state)
-                order_gen = TorchDataLoaderOrder(seed)
-                if saved is not None:
-                    order_gen.set_state(copy.deepcopy(saved))
-            p["auto_lr"] = getattr(self, "_auto_lr", None)
-            first_epoch = int(self.n_iter_)
-        else:
-            single = y_arr.ndim == 1
-            state = {}
-            use_seed = solver == "sgd" and (p["shuffle"] or p["init"] == "torch")
-            seed = seed_of(self.random_state) if use_seed else None
-            torch_init = p["init"] == "torch" and coef_init is None and intercept_init is None
-            W, b = initial_params(
-                coef_init, intercept_init, N, U, dt, p["fit_intercept"],
-                seed if torch_init else None,
-            )  # fmt: skip
-            if p["shuffle"] and solver == "sgd":
-                order_gen = TorchDataLoaderOrder(seed)
-            p["auto_lr"] = None
-            first_epoch = 0
-        if solver == "closed_form":
-            coef, intercept = closed_form(
-                X_arr, Y, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
-                l2=p["l2"], fit_intercept=p["fit_intercept"], sample_weight=sw,
-            )  # fmt: skip
-            W = np.ascontiguousarray(coef, dtype=dt)
-            b = np.ascontiguousarray(intercept, dtype=dt) if p["fit_intercept"] else None
-            run = Run(valid_loss=None if ev is None else [])
-        else:
-            if p["lr"] == "auto" and p["auto_lr"] is None:  # kept by later partial_fit calls
-                p["auto_lr"] = auto_lr(
-                    X_arr, U, fit_intercept=b is not None, weight_decay=p["weight_decay"],
-                    l2=p["l2"], sample_weight=sw,
-                )  # fmt: skip
-            settings = RunSettings(
-                batch_size=p["batch_size"], rows_per_epoch=R,
-                hyper=p["hyper"], backend=p["backend"],
-                n_threads=p["n_threads"], tol=p["tol"] if full_fit else None,
-                n_iter_no_change=p["n_iter_no_change"],
-                target_loss=p["target_loss"] if full_fit else None, verbose=p["verbose"],
-                drop_last=p["drop_last"],
-            )  # fmt: skip
-            run = run_epochs(
-                settings, X_arr, Y, W, b, state, order_gen, ev, sw,
-                p["epochs"] if full_fit else n_epochs, first_epoch, _lr_of(p),
-            )  # fmt: skip
-        self._commit(p, X, W, b, single, run, state, order_gen, resume)
-        return self
+        return fit_model(self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1)
 
     # ------------------------------------------------------------------ prediction
 
@@ -480,24 +406,10 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             Predictions (1-D for a single-output model fitted on 1-D ``y``).
         """
         check_is_fitted(self, "coef_")
+        check_feature_names(self, X)
         W, b = self._params_from_attrs()
-        names = getattr(self, "feature_names_in_", None)
-        given = feature_names(X)
-        if names is not None and given is not None and list(given) != list(names):
-            raise ValueError(
-                f"X has feature names {list(given)}, but the model was fitted with {list(names)}"
-            )
         X_arr = check_X(X, "X", W.dtype, W.shape[1])
         P = X_arr @ W.T
         if b is not None:
             P += b
         return P[:, 0] if np.ndim(self.coef_) == 1 else P
-
-
-def _lr_of(p: dict) -> float | Callable[[int, int], list]:
-    """The trainer's learning rate: one float for every epoch, or epoch by epoch."""
-    if isinstance(p["lr"], float):
-        return p["lr"]
-    if isinstance(p["lr"], str):  # "auto", resolved from the data before training
-        return float(p["auto_lr"])
-    return lambda first, count: learning_rates(p, first, count)

@@ -119,9 +119,13 @@ def loss(
     Parameters
     ----------
     X : array_like of shape (M, N)
+        The data (float32 or float64: the model dtype).
     Y : array_like of shape (M, U) or (M,)
+        The targets, of ``X``'s dtype.
     W : array_like of shape (U, N)
+        The weights, torch's ``nn.Linear.weight`` layout; only read.
     b : array_like of shape (U,) or None
+        The bias; None for a model without one. Only read.
     sample_weight : array_like of shape (M,), optional
         Row weights: the loss becomes ``sum(w * e**2) / (U * sum(w))``.
     backend : str, optional
@@ -144,9 +148,13 @@ def gradient(
     Parameters
     ----------
     X : array_like of shape (B, N)
+        The batch (float32 or float64: the model dtype).
     Y : array_like of shape (B, U) or (B,)
+        Its targets, of ``X``'s dtype.
     W : array_like of shape (U, N)
+        The weights; only read.
     b : array_like of shape (U,) or None
+        The bias; None for a model without one. Only read.
     sample_weight : array_like of shape (B,), optional
         Row weights, as in :func:`train`.
     backend : str, optional
@@ -155,8 +163,9 @@ def gradient(
     Returns
     -------
     gW : ndarray of shape (U, N)
+        The gradient of the batch MSE with respect to ``W``.
     gb : ndarray of shape (U,) or None
-        None when ``b`` is None.
+        The gradient with respect to ``b``; None when ``b`` is None.
     loss : float
         The batch MSE.
     """
@@ -205,6 +214,7 @@ def train(
     X : array_like of shape (M, N)
         Read only; used without a copy when C-contiguous (a memmap included).
     Y : array_like of shape (M, U) or (M,)
+        The targets, of ``X``'s dtype.
     W : array of shape (U, N)
         Updated in place: writable and C-contiguous, of ``X``'s dtype.
     b : array of shape (U,) or None
@@ -220,7 +230,7 @@ def train(
         differ from ``M`` (a shorter ``R`` drops rows, a longer one samples with replacement).
         Rows ``0..M-1`` in order when None.
     weight_decay : float
-        torch's coupled weight decay, ``d += weight_decay * p``.
+        Coupled weight decay, as torch's: ``d += weight_decay * p``.
     decay_bias : bool
         Whether ``weight_decay`` applies to the bias too (torch's default: yes).
     l2 : float
@@ -308,15 +318,47 @@ def epoch(
 
     Parameters
     ----------
-    X, Y, W, b, batch_size, lr
-        As in :func:`train`.
-    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
-        As in :func:`train`.
-    state, sample_weight, check_finite, backend, n_threads
-        As in :func:`train`.
+    X : array_like of shape (M, N)
+        The data, float32 or float64 (the model dtype); only read.
+    Y : array_like of shape (M, U) or (M,)
+        The targets, of ``X``'s dtype; only read.
+    W : array of shape (U, N)
+        The weights, updated in place: writable and C-contiguous, of ``X``'s dtype.
+    b : array of shape (U,) or None
+        The bias, updated in place; None for a model without one.
+    batch_size : int
+        Rows per step; the last batch of the epoch may be smaller.
+    lr : float
+        The learning rate.
     order : array_like of int, shape (R,), optional
         The rows of the epoch, in order, each in ``[0, M)`` (repeats allowed); rows
         ``0..M-1`` when None.
+    weight_decay : float, default=0.0
+        Coupled weight decay, as torch's: ``d += weight_decay * p``.
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` applies to the bias too (torch's default: yes).
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, ``l2 * sum(W**2)`` added to the loss; never on the bias.
+    momentum : float, default=0.0
+        Momentum factor, as in ``torch.optim.SGD``.
+    dampening : float, default=0.0
+        Dampening for momentum, as in ``torch.optim.SGD``.
+    nesterov : bool, default=False
+        Nesterov momentum, as in ``torch.optim.SGD`` (needs ``momentum > 0``, ``dampening == 0``).
+    maximize : bool, default=False
+        Ascend instead of descend, as in ``torch.optim.SGD``.
+    state : dict, optional
+        Optimizer state carried between calls (momentum buffers, step count), updated in
+        place; a fresh optimizer when None or empty.
+    sample_weight : array_like of shape (M,), optional
+        Non-negative row weights, as in :func:`train`.
+    check_finite : bool, default=True
+        Check the data for NaN and infinity first (one pass over it, no allocation).
+    backend : str, optional
+        ``"cpp"`` or ``"numba"`` (``"cuda"`` where built); the default backend when None.
+    n_threads : int, default=1
+        Host threads for each step of the C++ backend (1 to 1024, or -1 for
+        ``os.cpu_count()``), with the same bits for every count; see :func:`train`.
 
     Returns
     -------
@@ -363,12 +405,42 @@ def step(
 
     Parameters
     ----------
-    X, Y, W, b, lr
-        As in :func:`train`.
-    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
-        As in :func:`train`.
-    state, sample_weight, check_finite, backend, n_threads
-        As in :func:`train`; ``state`` carries the momentum buffers between steps.
+    X : array_like of shape (B, N)
+        The batch, float32 or float64 (the model dtype); only read.
+    Y : array_like of shape (B, U) or (B,)
+        Its targets, of ``X``'s dtype; only read.
+    W : array of shape (U, N)
+        The weights, updated in place: writable and C-contiguous, of ``X``'s dtype.
+    b : array of shape (U,) or None
+        The bias, updated in place; None for a model without one.
+    lr : float
+        The learning rate.
+    weight_decay : float, default=0.0
+        Coupled weight decay, as torch's: ``d += weight_decay * p``.
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` applies to the bias too (torch's default: yes).
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, ``l2 * sum(W**2)`` added to the loss; never on the bias.
+    momentum : float, default=0.0
+        Momentum factor, as in ``torch.optim.SGD``.
+    dampening : float, default=0.0
+        Dampening for momentum, as in ``torch.optim.SGD``.
+    nesterov : bool, default=False
+        Nesterov momentum, as in ``torch.optim.SGD`` (needs ``momentum > 0``, ``dampening == 0``).
+    maximize : bool, default=False
+        Ascend instead of descend, as in ``torch.optim.SGD``.
+    state : dict, optional
+        Optimizer state carried between calls (momentum buffers, step count), updated in
+        place: pass the same dict to successive steps; a fresh optimizer when None or empty.
+    sample_weight : array_like of shape (B,), optional
+        Non-negative row weights, as in :func:`train`.
+    check_finite : bool, default=True
+        Check the data for NaN and infinity first (one pass over it, no allocation).
+    backend : str, optional
+        ``"cpp"`` or ``"numba"`` (``"cuda"`` where built); the default backend when None.
+    n_threads : int, default=1
+        Host threads for each step of the C++ backend (1 to 1024, or -1 for
+        ``os.cpu_count()``), with the same bits for every count; see :func:`train`.
 
     Returns
     -------

@@ -1,21 +1,17 @@
-"""Metrics used in the seed notebooks: MSE, R² and the "modified MAPE".
+"""Regression metrics: MSE, R² and a "modified MAPE".
 
 All three take ``(y_true, y_pred)`` in scikit-learn's order, accept numpy arrays, lists,
 scalars and CPU torch tensors, and compute in float64.
 
-The modified MAPE is the metric the seed notebooks 001 and 002 import as
-``tools.torch_metrics.torch_mape``. Their text defines it as
+The modified MAPE is
 
     MAPE(y, y_hat) = (1/m) * sum_i L(y_i, y_hat_i),
     L(y_i, y_hat_i) = |(y_i - y_hat_i) / y_i|   if y_i != 0,
                       |y_hat_i|                 if y_i == 0
 
-(the notebook writes the second condition as ``y_hat_i = 0``, an evident slip: it is the case
-that the first one excludes), and the printed values are percentages (``0.0`` for identical
-inputs, ``3447.2`` for two differently initialised models): linsgd returns ``100 * MAPE``.
-Unlike the textbook MAPE it stays finite where a target is exactly 0. The notebooks call it as
-``mape(prediction, reference)``, with the reference (torch's output, the true value) second;
-here the reference comes first: ``mape(reference, prediction)``.
+in percent (``100 * MAPE``: ``0.0`` for identical inputs). Unlike the textbook MAPE it stays
+finite where a target is exactly 0. The reference comes first, as in scikit-learn:
+``mape(reference, prediction)``.
 """
 
 from __future__ import annotations
@@ -114,12 +110,12 @@ def r2(y_true: Any, y_pred: Any, *, sample_weight: Any = None) -> float:
 
 
 def mape(y_true: Any, y_pred: Any) -> float:
-    """The seed notebooks' modified MAPE, in percent.
+    """The modified MAPE (finite where a target is 0), in percent.
 
     Parameters
     ----------
     y_true : array_like or float
-        The reference values (the notebooks' second argument).
+        The reference values.
     y_pred : array_like or float, same shape
         The values compared with them.
 

@@ -24,9 +24,10 @@ def plot_history(model: Any, ax: Any = None, *, log_scale: bool = False) -> Any:
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on: one line ``"train MSE"`` (the mean batch loss of each epoch, as
-        the seed notebooks print it), one ``"validation MSE"`` when the model was fitted with
-        ``eval_set``, and a marker at ``best_epoch_`` when early stopping kept an epoch.
+        The axes drawn on: one line ``"train MSE"`` (the mean batch loss of each epoch, as a
+        torch loop that averages its ``loss.item()`` values prints it), one
+        ``"validation MSE"`` when the model was fitted with a validation set, and a marker at
+        ``best_epoch_`` when early stopping kept an epoch.
 
     Raises
     ------

@@ -127,7 +127,7 @@ class LRSchedule:
 
 
 class StepLR(LRSchedule):
-    """torch's ``StepLR``: multiply the learning rate by ``gamma`` every ``step_size`` epochs.
+    """The ``StepLR`` of torch: multiply the learning rate by ``gamma`` every ``step_size`` epochs.
 
     Recursive, as torch: ``lr_e = lr_{e-1} * gamma`` when ``e > 0`` and ``e % step_size == 0``,
     else ``lr_{e-1}``.
@@ -154,7 +154,7 @@ class StepLR(LRSchedule):
 
 
 class ExponentialLR(LRSchedule):
-    """torch's ``ExponentialLR``: ``lr_e = lr_{e-1} * gamma`` (recursive, as torch).
+    """The ``ExponentialLR`` of torch: ``lr_e = lr_{e-1} * gamma`` (recursive, as torch).
 
     Parameters
     ----------
@@ -173,7 +173,7 @@ class ExponentialLR(LRSchedule):
 
 
 class CosineAnnealingLR(LRSchedule):
-    """torch's ``CosineAnnealingLR``, with torch's recursive formula (and its restart branch).
+    """The ``CosineAnnealingLR`` of torch, with torch's recursive formula (and its restart branch).
 
     For ``e > 0``: when ``(e - 1 - T_max) % (2 * T_max) == 0``,
     ``lr_e = lr_{e-1} + (lr - eta_min) * (1 - cos(pi / T_max)) / 2``; otherwise
@@ -208,7 +208,7 @@ class CosineAnnealingLR(LRSchedule):
 
 
 class LambdaLR(LRSchedule):
-    """torch's ``LambdaLR``: ``lr_e = lr * lr_lambda(e)`` (a factor, in closed form, as torch).
+    """The ``LambdaLR`` of torch: ``lr_e = lr * lr_lambda(e)`` (a factor, in closed form, as torch).
 
     Parameters
     ----------
