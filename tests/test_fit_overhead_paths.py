@@ -1,4 +1,5 @@
-"""The shortcuts that keep a small fit cheap give the results of the long way, bit for bit."""
+"""What keeps a small fit cheap (the history sums, the recent-params cache, whole runs in one
+kernel call) gives the results of the long way, bit for bit."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_recent_params_are_reused_only_for_the_very_same_objects():
     np.testing.assert_array_equal(b.coef_, a.coef_)  # the failed fit changed nothing
 
 
-def test_one_call_path_equals_the_epoch_by_epoch_path(capsys):
+def test_a_run_in_one_call_equals_the_epoch_by_epoch_run(capsys):
     X = np.random.default_rng(1).standard_normal((101, 4))
     y = X @ [1.0, -1.0, 0.5, 2.0] + 0.2
     Xv, yv = X[:30] * 1.1, y[:30]

@@ -161,34 +161,6 @@ def _diverged(W, b, steps: int, steps_done: int, S: int, epoch0: int, lrs: list)
     )
 
 
-def _one_call(s: RunSettings, X, Y, W, b, state, ev, sw, n_epochs, first_epoch, lr_of, S) -> Run:
-    """``run_epochs`` of a run that is one kernel call (every row in order, no stopping rule,
-    no ``target_loss``, nothing printed, within the memory bounds): the loop below without
-    its bookkeeping, the same bits."""
-    if type(lr_of) is float:
-        lr, lrs = lr_of, [lr_of] * n_epochs
-    else:
-        lrs = lr_of(first_epoch, n_epochs)
-        lr = np.array(lrs, dtype=np.float64)
-    res = kernels.train(
-        X, Y, W, b, batch_size=s.batch_size, epochs=n_epochs, lr=lr, eval_set=ev, state=state,
-        sample_weight=sw, check_finite=False, backend=s.backend, n_threads=s.n_threads,
-        **s.hyper,
-    )  # fmt: skip
-    status = res.status
-    if status == "diverged":
-        raise _diverged(W, b, res.steps, 0, S, first_epoch, lrs)
-    if status == "interrupted":
-        raise KeyboardInterrupt("linsgd training interrupted; the model was left unchanged")
-    totals = _row_sums(res.losses)
-    if math.isnan(sum(totals)):  # a NaN loss (a batch of zero weights): left out of the mean
-        train_loss = [_epoch_mean(row) for row in res.losses.tolist()]
-    else:
-        train_loss = [t / S for t in totals]
-    valid = None if ev is None else res.valid_losses.tolist()
-    return Run(train_loss, valid, lrs, res.steps, n_epochs)
-
-
 def run_epochs(
     s: RunSettings,
     X: np.ndarray,
@@ -222,9 +194,6 @@ def run_epochs(
     if order_gen is not None or R < M:  # explicit row orders
         limit = min(limit, max(1, _MAX_ORDER_ENTRIES // R))
     chunk = 1 if (per_epoch or s.target_loss is not None) else min(n_epochs, limit)
-    plain = not per_epoch and s.target_loss is None and bar is None
-    if plain and chunk == n_epochs and order_gen is None and R == M:
-        return _one_call(s, X, Y, W, b, state, ev, sw, n_epochs, first_epoch, lr_of, S)
     run = Run(valid_loss=None if ev is None else [])
     best = math.inf
     snapshot = None
