@@ -119,6 +119,13 @@ template <typename T>
 T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
 
 template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight, T* grad_bias);
+
+template <typename T>
+bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias, double lr,
+            const SgdHyper& hyper, bool momentum_initialized);
+
+template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
 
 }  // namespace cuda

@@ -430,11 +430,18 @@ def update_arrays(
     if state is not None and not isinstance(state, dict):
         raise TypeError(f"state must be a dict or None, got {type(state).__name__}")
     if not (type(W) is _ND and type(gW) is _ND) and _on_device(W, b, gW, gb):
-        raise ValueError(
-            "update does not run on the CUDA backend yet: pass numpy arrays (backend='cpp' "
-            "or 'numba')"
+        mod = _device_backend(backend)
+        w, bias, gw, g_b = (
+            _cd.as_cuda_arg(a, n) for a, n in ((W, "W"), (b, "b"), (gW, "gW"), (gb, "gb"))
         )
+        bw = bb = None
+        initialized = False
+        if momentum != 0.0:  # (the CUDA binding checks everything else)
+            bw, bb, initialized = _momentum_buffers(state, w, bias, True)
+        return mod, w, bias, gw, g_b, bw, bb, initialized
     _, mod = resolve_backend(backend)
+    if not hasattr(mod, "update"):  # a _cuda module built before it had one
+        raise ValueError("this build of the CUDA backend has no update: rebuild linsgd")
     if not isinstance(W, _ND) and not ck.is_torch_tensor(W):
         raise TypeError(
             f"W must be a numpy array or a CPU torch tensor: it is updated in place, "

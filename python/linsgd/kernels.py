@@ -220,8 +220,8 @@ def partial_gradient(
         With ``sample_weight``: the whole batch's weight sum (>= 0; all-zero weights give a
         zero gradient). None: these rows' own weight sum, as :func:`step` takes it.
     backend : str, optional
-        ``"cpp"`` or ``"numba"``; the default backend when None. The CUDA backend has no
-        ``partial_gradient`` yet (``ValueError``).
+        ``"cpp"``, ``"numba"`` or ``"cuda"``; the default backend when None (GPU arrays go to
+        the CUDA backend).
 
     Returns
     -------
@@ -233,11 +233,8 @@ def partial_gradient(
         ``X``'s dtype.
     """
     mod, x, y, w, bias, sw, device = evaluation_arrays(X, Y, W, b, sample_weight, backend)
-    if device or not hasattr(mod, "partial_gradient"):
-        raise ValueError(
-            "partial_gradient does not run on the CUDA backend yet: pass numpy arrays "
-            "(backend='cpp' or 'numba')"
-        )
+    if not hasattr(mod, "partial_gradient"):  # a _cuda module built before it had one
+        raise ValueError("this build of the CUDA backend has no partial_gradient: rebuild linsgd")
     n = ck.integer(n_total, "n_total", minimum=1)
     if n < x.shape[0]:
         raise ValueError(
@@ -246,8 +243,11 @@ def partial_gradient(
     wt = ck.real(weight_total, "weight_total", minimum=0.0, allow_none=True)
     if wt is not None and sw is None:
         raise ValueError("weight_total needs sample_weight (without weights the total is n_total)")
-    gw = np.empty_like(w)
-    gb = None if bias is None else np.empty_like(bias)
+    if device:
+        gw, gb = _cd.zeros_like(w), _cd.zeros_like(bias)
+    else:
+        gw = np.empty_like(w)
+        gb = None if bias is None else np.empty_like(bias)
     sse = mod.partial_gradient(x, y, w, bias, gw, gb, n, sw, wt)
     return gw, gb, float(sse)
 
