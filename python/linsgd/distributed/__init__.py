@@ -9,6 +9,9 @@ one collective and add the shares in rank order, and every rank applies the same
 ``reduce="gather"`` the same bits as :func:`simulate`, the one-process oracle. On one rank it
 is :func:`linsgd.kernels.train` bit for bit.
 
+:func:`closed_form` solves for the exact optimum of the rows of all ranks by TSQR, in one
+collective (after a small one that compares the settings).
+
 Unlike DDP, which averages each rank's local mean gradient, a ragged or uneven global batch
 weighs every row as the one-process batch does, and nothing is padded or repeated.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from ._comm import Communicator, MPICommunicator, TorchCommunicator, as_communicator
 from ._train import DistributedError, shard_rows, simulate, train
+from ._tsqr import closed_form
 
 __all__ = [
     "Communicator",
@@ -24,6 +28,7 @@ __all__ = [
     "MPICommunicator",
     "TorchCommunicator",
     "as_communicator",
+    "closed_form",
     "shard_rows",
     "simulate",
     "train",
