@@ -27,13 +27,12 @@ stated otherwise; ``b``-like arguments are ``None`` for a model without a bias::
         scaled errors are 2 e / (U n_total) (2 w e / (U weight_total) with sample weights;
         weight_total None: these rows' weight sum). Writes gW, gb; returns the rows' (weighted)
         sum of squared errors, a value in T. With n_total = M it is gradient's bits.
-        (cpp and numba only, so far.)
 
     update(W, b, gW, gb, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov,
            maximize, buf_W, buf_b, momentum_initialized) -> bool
         The update half of one train step, by the gradient (gW, gb) (read only), at the one
         learning rate lr: W, b, buf_W, buf_b in place, as train. Returns whether every
-        parameter is finite afterwards. (cpp and numba only, so far.)
+        parameter is finite afterwards.
 
     train(X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2,
           momentum, dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized,
