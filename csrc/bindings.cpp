@@ -1,5 +1,5 @@
-// pybind11 module linsgd._core: the entry points (loss, gradient, train, all_finite and the
-// CPU-variant controls), their docstrings and the module definition. Each entry point checks
+// pybind11 module linsgd._core: the entry points (loss, gradient, train, partial_gradient, update,
+// all_finite and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
 // every argument (python/arguments.hpp, shared with _cuda), dispatches on the dtype to the host
 // kernels (linsgd/kernels.hpp) and releases the GIL. Callers normally go through
 // linsgd.kernels, but a direct call must be just as safe: nothing here trusts a shape, a
@@ -129,6 +129,43 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
     return c.model.scalar == Scalar::f32 ? run_gradient<float>(c) : run_gradient<double>(c);
 }
 
+template <typename T>
+double run_partial_gradient(const PartialGradientCall& c) {
+    const ModelViews& m = c.gradient.model;
+    return linsgd::cpu::partial_gradient<T>(data_of<T>(m.x, m.y, m.sample_weight), model_of<T>(m), c.weight_total,
+                                            host_ptr<T>(c.gradient.gw), host_ptr<T>(c.gradient.gb));
+}
+
+double partial_gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
+                           py::handle n_total, py::handle sample_weight, py::handle weight_total) {
+    const PartialGradientCall c =
+        check_partial_gradient<HostMemory>(X, Y, W, b, gW, gb, n_total, sample_weight, weight_total);
+    py::gil_scoped_release nogil;
+    return c.gradient.model.scalar == Scalar::f32 ? run_partial_gradient<float>(c) : run_partial_gradient<double>(c);
+}
+
+template <typename T>
+bool run_update(const UpdateCall& c) {
+    const linsgd::Model<T> model{host_ptr<T>(c.w), host_ptr<T>(c.b), c.outputs, c.features};
+    return linsgd::cpu::update<T>(model, host_ptr<const T>(c.gw), host_ptr<const T>(c.gb), host_ptr<T>(c.buf_w),
+                                  host_ptr<T>(c.buf_b), c.lr, c.hyper, c.momentum_initialized);
+}
+
+// (an update is a few flops per parameter: it keeps the GIL)
+PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* arg[kUpdateArgCount] = {};
+    if (!parse_fastcall("update", args, nargs, kwnames, kUpdateArgNames, kUpdateArgCount, kUpdateRequired, arg))
+        return nullptr;
+    return translate_exceptions([&] {
+        const UpdateCall c = check_update<HostMemory>(arg);
+        const bool finite = c.scalar == Scalar::f32 ? run_update<float>(c) : run_update<double>(c);
+        return py::bool_(finite);
+    });
+}
+
+PyMethodDef kUpdateDef = {"update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&update_fastcall)),
+                          METH_FASTCALL | METH_KEYWORDS, kUpdateDoc};
+
 // Calls with less work than this (multiply-adds) keep the GIL: see run_train.
 constexpr double kGilWork = 32768.0;
 
@@ -204,7 +241,11 @@ PYBIND11_MODULE(_core, m) {
           py::arg("sample_weight").none(true) = py::none(), kLossDoc);
     m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true), py::arg("gW"),
           py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(), kGradientDoc);
+    m.def("partial_gradient", &partial_gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
+          py::arg("gW"), py::arg("gb").none(true), py::arg("n_total"), py::arg("sample_weight").none(true) = py::none(),
+          py::arg("weight_total").none(true) = py::none(), kPartialGradientDoc);
     add_fastcall(m, &kTrainDef);
+    add_fastcall(m, &kUpdateDef);
     m.def("all_finite", &all_finite_py, py::arg("a"),
           "Whether every element of the float32/float64 array a is finite (no NaN, no infinity): one "
           "pass, any layout, no allocation; the GIL is released for large arrays.");

@@ -216,6 +216,40 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
 }
 
 template <typename T>
+double run_partial_gradient(const PartialGradientCall& p, int device) {
+    const GradientCall& c = p.gradient;
+    const ModelViews& m = c.model;
+    DeviceCall call(device, c.arrays());
+    const T value = linsgd::cuda::partial_gradient<T>(call.data<T>(m.x, m.y, m.sample_weight), call.model<T>(m, false),
+                                                      p.weight_total, call.ptr<T>(c.gw, true), call.ptr<T>(c.gb, true));
+    call.finish();
+    return static_cast<double>(value);
+}
+
+double partial_gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW, py::handle gb,
+                           py::handle n_total, py::handle sample_weight, py::handle weight_total) {
+    const PartialGradientCall c =
+        check_partial_gradient<CudaMemory>(X, Y, W, b, gW, gb, n_total, sample_weight, weight_total);
+    const int device = common_device(c.gradient.arrays());
+    py::gil_scoped_release nogil;
+    return c.gradient.model.scalar == Scalar::f32 ? run_partial_gradient<float>(c, device)
+                                                  : run_partial_gradient<double>(c, device);
+}
+
+template <typename T>
+bool run_update(const UpdateCall& c, int device) {
+    ViewList all;
+    for (const ArrayView* a : {&c.w, &c.b, &c.gw, &c.gb, &c.buf_w, &c.buf_b}) all.add(*a);
+    DeviceCall call(device, all);
+    const linsgd::Model<T> model{call.ptr<T>(c.w, true), call.ptr<T>(c.b, true), c.outputs, c.features};
+    const bool finite = linsgd::cuda::update<T>(model, call.ptr<const T>(c.gw, false), call.ptr<const T>(c.gb, false),
+                                                call.ptr<T>(c.buf_w, true), call.ptr<T>(c.buf_b, true), c.lr, c.hyper,
+                                                c.momentum_initialized);
+    call.finish();
+    return finite;
+}
+
+template <typename T>
 linsgd::TrainOutcome run_train(const TrainCall& c, int device) {
     const ModelViews& m = c.model;
     DeviceCall call(device, c.arrays());
@@ -250,6 +284,32 @@ bool set_cuda_error(const std::system_error& e) {
                     (std::string("CUDA error: ") + e.what()).c_str());
     return true;
 }
+
+PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    PyObject* arg[kUpdateArgCount] = {};
+    if (!parse_fastcall("update", args, nargs, kwnames, kUpdateArgNames, kUpdateArgCount, kUpdateRequired, arg))
+        return nullptr;
+    return translate_exceptions([&] {
+        try {
+            const UpdateCall c = check_update<CudaMemory>(arg);
+            ViewList all;
+            for (const ArrayView* a : {&c.w, &c.b, &c.gw, &c.gb, &c.buf_w, &c.buf_b}) all.add(*a);
+            const int device = common_device(all);
+            bool finite;
+            {
+                py::gil_scoped_release nogil;
+                finite = c.scalar == Scalar::f32 ? run_update<float>(c, device) : run_update<double>(c, device);
+            }
+            return py::bool_(finite);
+        } catch (const std::system_error& e) {
+            if (!set_cuda_error(e)) throw;
+            throw py::error_already_set();
+        }
+    });
+}
+
+PyMethodDef kUpdateDef = {"update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&update_fastcall)),
+                          METH_FASTCALL | METH_KEYWORDS, kUpdateDoc};
 
 // ---- train: a raw METH_FASTCALL function, as in _core (threads is checked, then unused) ------
 
@@ -312,5 +372,9 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("sample_weight").none(true) = py::none(), kLossDoc);
     m.def("gradient", &gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true), py::arg("gW"),
           py::arg("gb").none(true), py::arg("sample_weight").none(true) = py::none(), kGradientDoc);
+    m.def("partial_gradient", &partial_gradient_py, py::arg("X"), py::arg("Y"), py::arg("W"), py::arg("b").none(true),
+          py::arg("gW"), py::arg("gb").none(true), py::arg("n_total"), py::arg("sample_weight").none(true) = py::none(),
+          py::arg("weight_total").none(true) = py::none(), kPartialGradientDoc);
     add_fastcall(m, &kTrainDef);
+    add_fastcall(m, &kUpdateDef);
 }

@@ -488,3 +488,27 @@ def test_kernels_accept_torch_cuda_tensors():
     kernels.epoch(X, Y, Wn, bn, batch_size=4, lr=0.05, momentum=0.9, state={}, backend="cpp")
     assert Wt.data_ptr() == ptr
     assert np.array_equal(Wt.cpu().numpy(), Wn) and np.array_equal(bt.cpu().numpy(), bn)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_split_step_on_the_device(dtype):
+    """partial_gradient + update on the CUDA backend: kernels.step's bits (momentum state and
+    sample weights included), on device arrays, and the CPU backend's partial bits."""
+    torch = _torch_cuda()
+    X, Y, W0, b0 = make_problem(37, 5, 3, dtype, 4)
+    sw = np.random.default_rng(2).uniform(0.0, 2.0, 37).astype(dtype)
+    dev = [torch.from_numpy(a.copy()).cuda() for a in (X, Y, W0, b0, sw)]
+    Xd, Yd, W1, b1, swd = dev
+    W2, b2 = W1.clone(), b1.clone()
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, l2=0.005)
+    s1: dict = {}
+    s2: dict = {}
+    for _ in range(3):
+        kernels.step(Xd, Yd, W1, b1, state=s1, sample_weight=swd, **kw)
+        gW, gb, _ = kernels.partial_gradient(Xd, Yd, W2, b2, n_total=37, sample_weight=swd)
+        kernels.update(W2, b2, gW, gb, state=s2, **kw)
+    assert torch.equal(W1, W2) and torch.equal(b1, b2)
+    gW, gb, sse = kernels.partial_gradient(X[:9], Y[:9], W0, b0, n_total=37, backend="cuda")
+    cW, cb, csse = kernels.partial_gradient(X[:9], Y[:9], W0, b0, n_total=37, backend="cpp")
+    assert gW.tobytes() == cW.tobytes() and gb.tobytes() == cb.tobytes() and sse == csse

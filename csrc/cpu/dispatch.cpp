@@ -97,6 +97,17 @@ T gradient(const Data<T>& data, const Model<T>& model, T* gw, T* gb) {
 }
 
 template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* gw, T* gb) {
+    LINSGD_DISPATCH(partial_gradient<T>(data, model, weight_total, gw, gb))
+}
+
+template <typename T>
+bool update(const Model<T>& model, const T* gw, const T* gb, T* buf_w, T* buf_b, double lr, const SgdHyper& hyper,
+            bool momentum_initialized) {
+    LINSGD_DISPATCH(update<T>(model, gw, gb, buf_w, buf_b, lr, hyper, momentum_initialized))
+}
+
+template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop) {
     LINSGD_DISPATCH(train<T>(args, stop))
 }
@@ -112,6 +123,12 @@ template float loss<float>(const Data<float>&, const Model<float>&);
 template double loss<double>(const Data<double>&, const Model<double>&);
 template float gradient<float>(const Data<float>&, const Model<float>&, float*, float*);
 template double gradient<double>(const Data<double>&, const Model<double>&, double*, double*);
+template float partial_gradient<float>(const Data<float>&, const Model<float>&, double, float*, float*);
+template double partial_gradient<double>(const Data<double>&, const Model<double>&, double, double*, double*);
+template bool update<float>(const Model<float>&, const float*, const float*, float*, float*, double, const SgdHyper&,
+                            bool);
+template bool update<double>(const Model<double>&, const double*, const double*, double*, double*, double,
+                             const SgdHyper&, bool);
 template TrainOutcome train<float>(const TrainArgs<float>&, const StopCheck&);
 template TrainOutcome train<double>(const TrainArgs<double>&, const StopCheck&);
 template bool all_finite<float>(const float*, int64_t);

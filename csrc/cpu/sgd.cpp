@@ -72,10 +72,11 @@ double sum_weights(const T* weight, const int64_t* rows, int64_t batch) {
     return total;
 }
 
-// The bias gradient and the batch loss from the stored errors, by torch's cascade sums.
+// The bias gradient and the batch loss from the stored errors, by torch's cascade sums; the
+// (weighted) sum of squared errors itself to *sse when asked.
 template <typename T>
 T batch_finish(const Data<T>& data, const int64_t* rows, int64_t batch, int64_t u_count, double weight_sum,
-               T* grad_bias, const T* error, const T* scaled_error) {
+               T* grad_bias, const T* error, const T* scaled_error, T* sse) {
     const T* const weight = data.sample_weight;
     if (grad_bias) {
         for (int64_t u = 0; u < u_count; ++u) grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
@@ -84,6 +85,7 @@ T batch_finish(const Data<T>& data, const int64_t* rows, int64_t batch, int64_t 
         weight ? cascade_sum_contiguous<T>([&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
                                            batch * u_count)
                : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    if (sse) *sse = total;
     return weighted_mean<T>(total, weight_sum, u_count);
 }
 
@@ -206,20 +208,25 @@ T batch_gradient_threaded(WorkerPool& pool, const Data<T>& data, const int64_t* 
         batch_weight_gradient<T>(data, rows, batch, model, scaled_error, grad_weight, begin * per_line, j_end);
     };
     pool.run(columns);
-    return batch_finish<T>(data, rows, batch, model.outputs, weight_sum, grad_bias, error, scaled_error);
+    return batch_finish<T>(data, rows, batch, model.outputs, weight_sum, grad_bias, error, scaled_error, nullptr);
 }
 
 // Forward, error and X^T e for one batch in a single pass over its rows, so each row is read
 // while it is in cache. The weight gradient is summed sequentially over the batch, the order
 // torch's GEMM uses for it on small problems; the bias gradient and the loss take torch's
-// cascade sums over the stored errors.
+// cascade sums over the stored errors. weight_total >= 0 normalises by a larger batch than these
+// rows (its row count, or its weight sum), of which they are a part: the rows' share of that
+// batch's gradient, their sum of squared errors to *sse (partial_gradient).
 template <typename T>
 T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable, bool gathered, int64_t batch,
-                 const Model<T>& model, T* grad_weight, T* grad_bias, T* error, T* scaled_error) {
+                 const Model<T>& model, T* grad_weight, T* grad_bias, T* error, T* scaled_error,
+                 double weight_total = -1.0, T* sse = nullptr) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
-    const double weight_sum = weight ? sum_weights(weight, rows, batch) : static_cast<double>(batch);
+    const double weight_sum = weight_total >= 0.0 ? weight_total
+                              : weight            ? sum_weights(weight, rows, batch)
+                                                  : static_cast<double>(batch);
     const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
     if (u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
     // A chunk of rows at a time, small enough to stay in L1: first every row's errors (the dot
@@ -232,7 +239,7 @@ T batch_gradient(const Data<T>& data, const int64_t* rows, int64_t rows_readable
         batch_errors<T>(data, rows, rows_readable, gathered, begin, end, model, scale, error, scaled_error);
         chunk_weight_gradient<T>(data, rows, begin, end, model, scaled_error, grad_weight, 0, n);
     }
-    return batch_finish<T>(data, rows, batch, u_count, weight_sum, grad_bias, error, scaled_error);
+    return batch_finish<T>(data, rows, batch, u_count, weight_sum, grad_bias, error, scaled_error, sse);
 }
 
 // Applies one update to every parameter; returns false when one became NaN or infinite.
@@ -482,6 +489,28 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
 }
 
 template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight, T* grad_bias) {
+    const size_t cells = static_cast<size_t>(data.rows * model.outputs);
+    std::vector<T> error(cells), scaled_error(cells);
+    std::vector<int64_t> rows(static_cast<size_t>(data.rows));
+    for (int64_t i = 0; i < data.rows; ++i) rows[static_cast<size_t>(i)] = i;
+    T sse = T(0);
+    batch_gradient<T>(data, rows.data(), data.rows, false, data.rows, model, grad_weight,
+                      model.bias ? grad_bias : nullptr, error.data(), scaled_error.data(), weight_total, &sse);
+    return sse;
+}
+
+template <typename T>
+bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias, double lr,
+            const SgdHyper& h, bool momentum_initialized) {
+    const SgdScalars<T> s =
+        make_sgd_scalars<T>(lr, h.weight_decay, h.decay_bias, h.l2, h.momentum, h.dampening, h.nesterov, h.maximize);
+    const bool use_momentum = h.momentum != 0.0;
+    return apply_update<T>(model, grad_weight, grad_bias, use_momentum ? buf_weight : nullptr,
+                           use_momentum ? buf_bias : nullptr, s, use_momentum && !momentum_initialized);
+}
+
+template <typename T>
 TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     TrainOutcome out;
     const Model<T>& model = a.model;
@@ -544,9 +573,11 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     return out;
 }
 
-#define LINSGD_INSTANTIATE(T)                                        \
-    template T loss<T>(const Data<T>&, const Model<T>&);             \
-    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*); \
+#define LINSGD_INSTANTIATE(T)                                                                            \
+    template T loss<T>(const Data<T>&, const Model<T>&);                                                 \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);                                     \
+    template T partial_gradient<T>(const Data<T>&, const Model<T>&, double, T*, T*);                     \
+    template bool update<T>(const Model<T>&, const T*, const T*, T*, T*, double, const SgdHyper&, bool); \
     template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
 
 LINSGD_INSTANTIATE(float)

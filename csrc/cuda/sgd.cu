@@ -130,6 +130,14 @@ __global__ void batch_weight_kernel(const T* weight, const int64_t* rows, int64_
     *scale = weighted_gradient_scale<T>(total, outputs);
 }
 
+// partial_gradient's weighted batch: the given weight total and its gradient scale.
+template <typename T>
+__global__ void given_weight_kernel(double total, int64_t outputs, double* weight_sum, T* scale) {
+    if (thread_index() != 0) return;
+    *weight_sum = total;
+    *scale = weighted_gradient_scale<T>(total, outputs);
+}
+
 // e = P - Y for every (row, output) of the batch, and e scaled by 2 / (B * U) (by the
 // weighted scale, times the row's weight, with sample weights).
 template <typename T>
@@ -155,7 +163,7 @@ __global__ void forward_kernel(Data<T> data, const int64_t* rows, int64_t start,
 template <typename T>
 __global__ void reduce_kernel(const T* weight, const int64_t* rows, int64_t start, int64_t batch, int64_t outputs,
                               const double* weight_sum, const T* error, const T* scaled_error, T* grad_bias,
-                              T* step_loss, double* loss_out, const DeviceState* state) {
+                              T* step_loss, double* loss_out, T* sse_out, const DeviceState* state) {
     if (state->stop) return;
     const int64_t t = thread_index();
     if (t == 0) {
@@ -169,9 +177,11 @@ __global__ void reduce_kernel(const T* weight, const int64_t* rows, int64_t star
                 },
                 cells);
             value = weighted_mean<T>(total, *weight_sum, outputs);
+            if (sse_out) *sse_out = total;
         } else {
             const T total = cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, cells);
             value = weighted_mean<T>(total, static_cast<double>(batch), outputs);
+            if (sse_out) *sse_out = total;
         }
         *step_loss = value;
         if (loss_out) *loss_out = static_cast<double>(value);
@@ -295,20 +305,25 @@ struct StepBuffers {
     T* weighted_scale;
 };
 
+// weight_total >= 0: the rows are part of a larger batch of that row count (or weight sum), which
+// normalises the gradient; their sum of squared errors goes to sse_out (partial_gradient).
 template <typename T>
 void enqueue_gradient(const Data<T>& data, const int64_t* rows, int64_t start, int64_t batch, const Model<T>& model,
-                      const StepBuffers<T>& b, T* grad_weight, T* grad_bias, double* loss_out,
-                      const DeviceState* state) {
+                      const StepBuffers<T>& b, T* grad_weight, T* grad_bias, double* loss_out, const DeviceState* state,
+                      double weight_total = -1.0, T* sse_out = nullptr) {
     const int64_t cells = batch * model.outputs;
-    if (data.sample_weight)
+    const bool given = weight_total >= 0.0;
+    if (data.sample_weight && given)
+        given_weight_kernel<T><<<1, 1, 0, kStream>>>(weight_total, model.outputs, b.weight_sum, b.weighted_scale);
+    else if (data.sample_weight)
         batch_weight_kernel<T><<<1, 1, 0, kStream>>>(data.sample_weight, rows, start, batch, model.outputs,
                                                      b.weight_sum, b.weighted_scale, state);
-    const T scale = weighted_gradient_scale<T>(static_cast<double>(batch), model.outputs);
+    const T scale = weighted_gradient_scale<T>(given ? weight_total : static_cast<double>(batch), model.outputs);
     forward_kernel<T><<<blocks_for(cells), kThreads, 0, kStream>>>(data, rows, start, batch, model, scale,
                                                                    b.weighted_scale, b.error, b.scaled_error, state);
     reduce_kernel<T><<<blocks_for(1 + model.outputs), kThreads, 0, kStream>>>(
         data.sample_weight, rows, start, batch, model.outputs, b.weight_sum, b.error, b.scaled_error, grad_bias,
-        b.step_loss, loss_out, state);
+        b.step_loss, loss_out, sse_out, state);
     const int64_t weights = model.outputs * model.features;
     if (weights > 0)
         weight_gradient_kernel<T><<<blocks_for(weights), kThreads, 0, kStream>>>(
@@ -349,6 +364,49 @@ T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_b
     T out;
     copy_to_host(&out, buffers.step_loss, "computing the gradient on the device");
     return out;
+}
+
+template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight, T* grad_bias) {
+    const int64_t cells = data.rows * model.outputs;
+    if (cells == 0) return T(0);
+    launch_check(cells);
+    launch_check(model.outputs * model.features);
+    DeviceArray<T> error(cells), scaled_error(cells), scalars(3);
+    DeviceArray<double> weight_sum(1);
+    DeviceArray<DeviceState> state(1);
+    check(cudaMemsetAsync(state.get(), 0, sizeof(DeviceState), kStream), "cudaMemsetAsync");
+    const StepBuffers<T> buffers{error.get(), scaled_error.get(), scalars.get(), weight_sum.get(), scalars.get() + 1};
+    enqueue_gradient<T>(data, nullptr, 0, data.rows, model, buffers, grad_weight, model.bias ? grad_bias : nullptr,
+                        nullptr, state.get(), weight_total, scalars.get() + 2);
+    check_launch();
+    T out;
+    copy_to_host(&out, scalars.get() + 2, "computing the partial gradient on the device");
+    return out;
+}
+
+template <typename T>
+bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias, double lr,
+            const SgdHyper& h, bool momentum_initialized) {
+    const int64_t params = model.outputs * model.features + (model.bias ? model.outputs : 0);
+    if (params == 0) return true;
+    launch_check(params);
+    const SgdScalars<T> s =
+        make_sgd_scalars<T>(lr, h.weight_decay, h.decay_bias, h.l2, h.momentum, h.dampening, h.nesterov, h.maximize);
+    const bool use_momentum = h.momentum != 0.0;
+    DeviceArray<T> step_loss(1);  // zero: a finite loss, so the update runs
+    DeviceArray<DeviceState> state(1);
+    DeviceState init{};
+    init.momentum_ready = momentum_initialized ? 1 : 0;
+    check(cudaMemsetAsync(step_loss.get(), 0, sizeof(T), kStream), "cudaMemsetAsync");
+    check(cudaMemcpy(state.get(), &init, sizeof init, cudaMemcpyHostToDevice), "cudaMemcpy");
+    update_kernel<T><<<blocks_for(params), kThreads, 0, kStream>>>(
+        model, grad_weight, grad_bias, use_momentum ? buf_weight : nullptr,
+        use_momentum && model.bias ? buf_bias : nullptr, s, step_loss.get(), state.get());
+    check_launch();
+    DeviceState final_state;
+    check(cudaMemcpy(&final_state, state.get(), sizeof final_state, cudaMemcpyDeviceToHost), "updating on the device");
+    return final_state.nonfinite == 0;
 }
 
 template <typename T>
@@ -419,9 +477,11 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
     return out;
 }
 
-#define LINSGD_INSTANTIATE(T)                                        \
-    template T loss<T>(const Data<T>&, const Model<T>&);             \
-    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*); \
+#define LINSGD_INSTANTIATE(T)                                                                            \
+    template T loss<T>(const Data<T>&, const Model<T>&);                                                 \
+    template T gradient<T>(const Data<T>&, const Model<T>&, T*, T*);                                     \
+    template T partial_gradient<T>(const Data<T>&, const Model<T>&, double, T*, T*);                     \
+    template bool update<T>(const Model<T>&, const T*, const T*, T*, T*, double, const SgdHyper&, bool); \
     template TrainOutcome train<T>(const TrainArgs<T>&, const StopCheck&);
 
 LINSGD_INSTANTIATE(float)

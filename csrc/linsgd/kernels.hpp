@@ -79,6 +79,19 @@ T loss(const Data<T>& data, const Model<T>& model);
 template <typename T>
 T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
 
+// A part of a larger batch (these rows, of a batch that data-parallel training splits): the
+// rows' share of that batch's gradient, scaled by 2 / (U * weight_total), where weight_total is
+// the whole batch's row count (or weight sum); returns the rows' (weighted) sum of squared
+// errors. Summed over the parts, and with weight_total = rows, it is gradient() bit for bit.
+template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight, T* grad_bias);
+
+// The update half of a step: torch.optim.SGD's update of (W, b) and the momentum buffers by a
+// given gradient at learning rate lr; false when a parameter became NaN or infinite.
+template <typename T>
+bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias, double lr,
+            const SgdHyper& hyper, bool momentum_initialized);
+
 template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);
 
@@ -104,6 +117,13 @@ T loss(const Data<T>& data, const Model<T>& model);
 
 template <typename T>
 T gradient(const Data<T>& data, const Model<T>& model, T* grad_weight, T* grad_bias);
+
+template <typename T>
+T partial_gradient(const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight, T* grad_bias);
+
+template <typename T>
+bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* buf_weight, T* buf_bias, double lr,
+            const SgdHyper& hyper, bool momentum_initialized);
 
 template <typename T>
 TrainOutcome train(const TrainArgs<T>& args, const StopCheck& stop);

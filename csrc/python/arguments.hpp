@@ -217,6 +217,22 @@ inline double exact_real(PyObject* o, const char* name) {
 
 inline bool is_real(PyObject* o) { return PyFloat_Check(o) || (PyLong_Check(o) && !PyBool_Check(o)); }
 
+// torch.optim.SGD's settings, seven consecutive arguments in train's and update's order:
+// weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize.
+inline SgdHyper sgd_hyper(PyObject* const* arg) {
+    SgdHyper hp;
+    hp.weight_decay = finite_non_negative(exact_real(arg[0], "weight_decay"), "weight_decay");
+    hp.decay_bias = bool_arg(arg[1], "decay_bias");
+    hp.l2 = finite_non_negative(exact_real(arg[2], "l2"), "l2");
+    hp.momentum = finite_non_negative(exact_real(arg[3], "momentum"), "momentum");
+    hp.dampening = finite(exact_real(arg[4], "dampening"), "dampening");
+    hp.nesterov = bool_arg(arg[5], "nesterov");
+    hp.maximize = bool_arg(arg[6], "maximize");
+    if (hp.nesterov && (hp.momentum <= 0.0 || hp.dampening != 0.0))
+        value_error("nesterov requires momentum > 0 and dampening == 0");
+    return hp;
+}
+
 struct TrainCall {
     ModelViews model;
     ArrayView order, lr, buf_w, buf_b, x_valid, y_valid, losses, valid_losses;
@@ -340,16 +356,7 @@ TrainCall check_train(PyObject* const* arg) {
                             " in epoch " + std::to_string(e));
     }
 
-    SgdHyper& hp = c.hyper;
-    hp.weight_decay = finite_non_negative(exact_real(arg[kWeightDecay], "weight_decay"), "weight_decay");
-    hp.decay_bias = bool_arg(arg[kDecayBias], "decay_bias");
-    hp.l2 = finite_non_negative(exact_real(arg[kL2], "l2"), "l2");
-    hp.momentum = finite_non_negative(exact_real(arg[kMomentum], "momentum"), "momentum");
-    hp.dampening = finite(exact_real(arg[kDampening], "dampening"), "dampening");
-    hp.nesterov = bool_arg(arg[kNesterov], "nesterov");
-    hp.maximize = bool_arg(arg[kMaximize], "maximize");
-    if (hp.nesterov && (hp.momentum <= 0.0 || hp.dampening != 0.0))
-        value_error("nesterov requires momentum > 0 and dampening == 0");
+    c.hyper = sgd_hyper(arg + kWeightDecay);
     c.momentum_initialized = bool_arg(arg[kMomentumInitialized], "momentum_initialized");
     if (!h(kTargetLoss).is_none()) c.target_loss = finite(exact_real(arg[kTargetLoss], "target_loss"), "target_loss");
     c.threads = thread_count(arg[kThreads] ? int_arg(arg[kThreads], "threads") : 1);
@@ -404,6 +411,100 @@ TrainCall check_train(PyObject* const* arg) {
         c.valid_losses_array = nan_array(c.epochs);
         c.valid_losses = numpy_view(c.valid_losses_array.ptr(), "valid_losses");
     }
+    return c;
+}
+
+// ---- partial_gradient and update: a step split around a collective -------------------------
+
+constexpr const char* kPartialGradientDoc =
+    "partial_gradient(X, Y, W, b, gW, gb, n_total, sample_weight=None, weight_total=None)\n--\n\n"
+    "Write into gW (U, N) and gb (U,) the rows' share of the gradient of a batch of n_total rows (>= M), of which "
+    "X is a part: the gradient scale is 2 / (U * n_total), or 2 / (U * weight_total) with sample weights "
+    "(weight_total None: the rows' own weight sum). Return the rows' (weighted) sum of squared errors.";
+
+struct PartialGradientCall {
+    GradientCall gradient;
+    double weight_total = 0.0;
+};
+
+template <typename M>
+PartialGradientCall check_partial_gradient(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle gW,
+                                           py::handle gb, py::handle n_total, py::handle sample_weight,
+                                           py::handle weight_total) {
+    PartialGradientCall c;
+    c.gradient = check_gradient<M>(X, Y, W, b, gW, gb, sample_weight);
+    const ModelViews& m = c.gradient.model;
+    const int64_t n = int_arg(n_total.ptr(), "n_total");
+    if (n < m.rows)
+        value_error("n_total must be at least the number of rows of X (" + std::to_string(m.rows) + "), got " +
+                    std::to_string(n));
+    c.weight_total = static_cast<double>(n);
+    if (!weight_total.is_none()) {
+        if (!m.sample_weight.given()) value_error("weight_total needs sample_weight");
+        c.weight_total = finite_non_negative(exact_real(weight_total.ptr(), "weight_total"), "weight_total");
+    } else if (m.sample_weight.given()) {
+        c.weight_total = -1.0;  // the rows' own weight sum, as gradient() takes it
+    }
+    return c;
+}
+
+// update's parameters, the same in both bindings (parsed by python/fastcall.hpp).
+// clang-format off
+enum UpdateArg : int {
+    kUW, kUB, kUGW, kUGB, kULr, kUWeightDecay, kUDecayBias, kUL2, kUMomentum, kUDampening, kUNesterov, kUMaximize,
+    kUBufW, kUBufB, kUMomentumInitialized, kUpdateArgCount
+};
+constexpr int kUpdateRequired = kUpdateArgCount;
+constexpr const char* kUpdateArgNames[kUpdateArgCount] = {
+    "W", "b", "gW", "gb", "lr", "weight_decay", "decay_bias", "l2", "momentum", "dampening", "nesterov", "maximize",
+    "buf_W", "buf_b", "momentum_initialized"};
+// clang-format on
+
+constexpr const char* kUpdateDoc =
+    "update(W, b, gW, gb, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, buf_W, buf_b, "
+    "momentum_initialized)\n--\n\n"
+    "Apply torch.optim.SGD's update by the gradient (gW, gb) to (W, b) and the momentum buffers, in place: the "
+    "update half of one train step. Return whether every parameter is finite afterwards.";
+
+struct UpdateCall {
+    ArrayView w, b, gw, gb, buf_w, buf_b;
+    Scalar scalar = Scalar::f64;
+    int64_t outputs = 0, features = 0;
+    double lr = 0.0;
+    SgdHyper hyper;
+    bool momentum_initialized = false;
+};
+
+template <typename M>
+UpdateCall check_update(PyObject* const* arg) {
+    auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
+    UpdateCall c;
+    c.w = float_array<M>(h(kUW), "W", 2, true);
+    c.scalar = c.w.scalar();
+    c.outputs = c.w.dim(0);
+    c.features = c.w.dim(1);
+    if (!h(kUB).is_none()) c.b = like_x<M>(h(kUB), "b", c.scalar, {c.outputs}, true);
+    c.gw = like_x<M>(h(kUGW), "gW", c.scalar, {c.outputs, c.features}, false);
+    if (c.b.given()) {
+        if (h(kUGB).is_none()) value_error("gb must be an array of shape (U,) when b is given");
+        c.gb = like_x<M>(h(kUGB), "gb", c.scalar, {c.outputs}, false);
+    }
+    c.lr = finite_non_negative(exact_real(arg[kULr], "lr"), "lr");
+    c.hyper = sgd_hyper(arg + kUWeightDecay);
+    c.momentum_initialized = bool_arg(arg[kUMomentumInitialized], "momentum_initialized");
+    if (c.hyper.momentum != 0.0) {
+        c.buf_w = like_x<M>(h(kUBufW), "buf_W", c.scalar, {c.outputs, c.features}, true);
+        if (c.b.given()) {
+            if (h(kUBufB).is_none())
+                value_error("buf_b must be an array of shape (U,) when b is given and momentum != 0");
+            c.buf_b = like_x<M>(h(kUBufB), "buf_b", c.scalar, {c.outputs}, true);
+        }
+    }
+    ViewList outs, all;
+    for (const ArrayView* a : {&c.w, &c.b, &c.buf_w, &c.buf_b}) outs.add(*a);
+    for (const ArrayView* a : {&c.w, &c.b, &c.gw, &c.gb, &c.buf_w, &c.buf_b}) all.add(*a);
+    no_overlap(outs, all);
+    for (const ArrayView* a : {&c.w, &c.b}) require_finite<M>(*a);
     return c;
 }
 

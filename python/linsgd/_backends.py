@@ -1,6 +1,6 @@
 """Which compute backends this install has, and how one is chosen: the one place that decides.
 
-A backend is a module with the same three entry points, with the same signatures, whatever
+A backend is a module with the same entry points, with the same signatures, whatever
 it runs on: ``linsgd._core`` (compiled C++, the default), ``linsgd._numba`` (numba, the
 fallback) and ``linsgd._cuda`` (CUDA, where it is built and a device is visible). The
 environment variable ``LINSGD_BACKEND`` forces one; asking for one that is missing raises a
@@ -20,6 +20,19 @@ stated otherwise; ``b``-like arguments are ``None`` for a model without a bias::
 
     gradient(X, Y, W, b, gW, gb, sample_weight=None) -> float
         Writes gW (U, N) and gb (U,) (gb is None when b is None); returns the batch loss.
+
+    partial_gradient(X, Y, W, b, gW, gb, n_total, sample_weight=None, weight_total=None)
+        -> float
+        gradient's arithmetic for rows that are part of a batch of n_total (>= M) rows: the
+        scaled errors are 2 e / (U n_total) (2 w e / (U weight_total) with sample weights;
+        weight_total None: these rows' weight sum). Writes gW, gb; returns the rows' (weighted)
+        sum of squared errors, a value in T. With n_total = M it is gradient's bits.
+
+    update(W, b, gW, gb, lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov,
+           maximize, buf_W, buf_b, momentum_initialized) -> bool
+        The update half of one train step, by the gradient (gW, gb) (read only), at the one
+        learning rate lr: W, b, buf_W, buf_b in place, as train. Returns whether every
+        parameter is finite afterwards.
 
     train(X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2,
           momentum, dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized,

@@ -77,7 +77,9 @@ def _data(
     return x, y
 
 
-def _param(obj: Any, name: str, dt: np.dtype, shape: tuple, writable: bool) -> np.ndarray:
+def _param(
+    obj: Any, name: str, dt: np.dtype, shape: tuple, writable: bool, ref: str = "X"
+) -> np.ndarray:
     if type(obj) is _ND and obj.dtype is dt and obj.shape == shape:
         f = obj.flags
         if f.c_contiguous and f.aligned and (f.writeable or not writable) and _finite(obj):
@@ -91,7 +93,7 @@ def _param(obj: Any, name: str, dt: np.dtype, shape: tuple, writable: bool) -> n
     adt = a.dtype
     if adt != dt:
         if ck.native_float(adt) is not dt:
-            raise ck.dtype_error(name, adt, f"{dt} (the dtype of X)")
+            raise ck.dtype_error(name, adt, f"{dt} (the dtype of {ref})")
         if writable:
             raise TypeError(f"{name} must have native byte order ({dt}): it is updated in place")
     if a.shape != shape:
@@ -418,6 +420,67 @@ def evaluation_arrays(X: Any, Y: Any, W: Any, b: Any, sample_weight: Any, backen
     x, y = _data(X, Y, True)
     w, bias = _params(W, b, x, y, False)
     return mod, x, y, w, bias, _sample_weight(sample_weight, x), False
+
+
+def update_arrays(
+    W: Any, b: Any, gW: Any, gb: Any, momentum: float, state: dict | None, backend: Any
+) -> tuple:
+    """The backend and the checked arrays of :func:`linsgd.kernels.update`: the parameters
+    (updated in place), their gradient and the momentum buffers."""
+    if state is not None and not isinstance(state, dict):
+        raise TypeError(f"state must be a dict or None, got {type(state).__name__}")
+    if not (type(W) is _ND and type(gW) is _ND) and _on_device(W, b, gW, gb):
+        mod = _device_backend(backend)
+        w, bias, gw, g_b = (
+            _cd.as_cuda_arg(a, n) for a, n in ((W, "W"), (b, "b"), (gW, "gW"), (gb, "gb"))
+        )
+        bw = bb = None
+        initialized = False
+        if momentum != 0.0:  # (the CUDA binding checks everything else)
+            bw, bb, initialized = _momentum_buffers(state, w, bias, True)
+        return mod, w, bias, gw, g_b, bw, bb, initialized
+    _, mod = resolve_backend(backend)
+    if not hasattr(mod, "update"):  # a _cuda module built before it had one
+        raise ValueError("this build of the CUDA backend has no update: rebuild linsgd")
+    if not isinstance(W, _ND) and not ck.is_torch_tensor(W):
+        raise TypeError(
+            f"W must be a numpy array or a CPU torch tensor: it is updated in place, "
+            f"got {type(W).__name__}"
+        )
+    w0 = W if type(W) is _ND else ck.as_ndarray(W, "W")
+    dt = ck.native_float(w0.dtype)
+    if dt is None:
+        raise ck.dtype_error("W", w0.dtype, "float32 or float64")
+    if w0.ndim != 2:
+        raise ValueError(f"W must be 2-D (U, N), got shape {w0.shape}")
+    shape_w = w0.shape
+    w = _param(W, "W", dt, shape_w, True)
+    bias = None if b is None else _param(b, "b", dt, (shape_w[0],), True, "W")
+    if gW is None:
+        raise TypeError("gW must be an array of W's shape, got None")
+    gw = _param(gW, "gW", dt, shape_w, False, "W")
+    if bias is None:
+        g_b = None
+    elif gb is None:
+        raise ValueError("gb must be an array of shape (U,) when b is given")
+    else:
+        g_b = _param(gb, "gb", dt, (shape_w[0],), False, "W")
+    bw = bb = None
+    initialized = False
+    if momentum != 0.0:
+        bw, bb, initialized = _momentum_buffers(state, w, bias, False)
+    ck.no_shared_memory(
+        [(w, "W"), (bias, "b"), (bw, "state['momentum_buffer_W']"),
+         (bb, "state['momentum_buffer_b']")],
+        [(gw, "gW"), (g_b, "gb")],
+    )  # fmt: skip
+    return mod, w, bias, gw, g_b, bw, bb, initialized
+
+
+def keep_state(state: dict | None, bw: Any, bb: Any, initialized: bool, steps: int) -> None:
+    """:func:`_keep_state` when there is a state to keep."""
+    if state is not None:
+        _keep_state(state, bw, bb, initialized, steps)
 
 
 # ----------------------------------------------------------------------------- one call

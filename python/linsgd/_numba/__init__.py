@@ -1,10 +1,11 @@
 """Numba backend: ``_core``'s entry points and signatures, JIT-compiled, the same bits.
 
-``loss``, ``gradient`` and ``train`` take exactly the arguments of ``linsgd._core``'s (see
-:mod:`linsgd._backends`). ``train`` has ``_core.train`` check its arguments (check only,
-flag 4) when ``linsgd._core`` is built; ``loss`` and ``gradient``, and ``train`` in a
-numba-only install, trust their arguments (dtypes, shapes, C-contiguity) as ``linsgd.kernels``
-checked and converted them. The arithmetic is in :mod:`._kernels` and :mod:`._intrinsics`.
+``loss``, ``gradient``, ``partial_gradient``, ``update`` and ``train`` take exactly the
+arguments of ``linsgd._core``'s (see :mod:`linsgd._backends`). ``train`` has ``_core.train``
+check its arguments (check only, flag 4) when ``linsgd._core`` is built; the others, and
+``train`` in a numba-only install, trust their arguments (dtypes, shapes, C-contiguity) as
+``linsgd.kernels`` checked and converted them. The arithmetic is in :mod:`._kernels` and
+:mod:`._intrinsics`.
 
 A jitted kernel cannot see a pending Ctrl-C, so :func:`train` cuts long runs into calls of about
 ``_CHUNK_SECONDS``, between which Python raises ``KeyboardInterrupt`` (W, b and the buffers then
@@ -22,12 +23,14 @@ from ._kernels import (
     _NO_ORDER,
     _gradient_entry,
     _loss_entry,
+    _partial_gradient_entry,
     _train_entry,
     _train_momentum,
     _train_plain,
+    _update_entry,
 )
 
-__all__ = ["gradient", "loss", "train"]
+__all__ = ["gradient", "loss", "partial_gradient", "train", "update"]
 
 _CHUNK_SECONDS = 0.05
 # multiply-adds in the first chunk, before any timing is known (2 U N per row of a step)
@@ -109,6 +112,95 @@ def gradient(
     gb = gb if (has_b and gb is not None) else e1
     value, ok = _gradient_entry(X, Y, W, b if has_b else e1, has_b, gW, gb, sw, sw is not e1)
     return float(value) if ok else _no_memory()
+
+
+def partial_gradient(
+    X: np.ndarray,
+    Y: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    gW: np.ndarray,
+    gb: np.ndarray | None,
+    n_total: int,
+    sample_weight: np.ndarray | None = None,
+    weight_total: float | None = None,
+) -> float:
+    """The rows' share of the gradient of a batch of ``n_total`` rows that ``X`` is part of.
+
+    Parameters
+    ----------
+    X, Y, W, b, gW, gb, sample_weight
+        As in :func:`gradient`.
+    n_total : int
+        Rows of the whole batch (>= M): the gradient is scaled by ``2 / (U * n_total)``.
+    weight_total : float or None
+        With sample weights, the whole batch's weight sum (the scale is then
+        ``2 / (U * weight_total)``); None: these rows' own weight sum.
+
+    Returns
+    -------
+    float
+        The rows' (weighted) sum of squared errors, in ``T``.
+    """
+    e1 = _EMPTY[W.dtype][0]
+    has_b = b is not None
+    sw = e1 if sample_weight is None else sample_weight
+    gb = gb if (has_b and gb is not None) else e1
+    if weight_total is not None:
+        wtotal = float(weight_total)
+    else:
+        wtotal = -1.0 if sample_weight is not None else float(n_total)
+    value, ok = _partial_gradient_entry(
+        X, Y, W, b if has_b else e1, has_b, gW, gb, sw, sw is not e1, wtotal
+    )
+    return float(value) if ok else _no_memory()
+
+
+def update(
+    W: np.ndarray,
+    b: np.ndarray | None,
+    gW: np.ndarray,
+    gb: np.ndarray | None,
+    lr: float,
+    weight_decay: float,
+    decay_bias: bool,
+    l2: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    maximize: bool,
+    buf_W: np.ndarray | None,
+    buf_b: np.ndarray | None,
+    momentum_initialized: bool,
+) -> bool:
+    """The update half of one :func:`train` step: torch.optim.SGD's update by ``(gW, gb)``.
+
+    Parameters
+    ----------
+    W, b : ndarray
+        The parameters, updated in place (``b`` None for a model without bias).
+    gW, gb : ndarray
+        Their gradient (read only; ``gb`` None exactly when ``b`` is).
+    lr, weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
+        As in :func:`train` (``lr`` one number).
+    buf_W, buf_b, momentum_initialized
+        As in :func:`train`.
+
+    Returns
+    -------
+    bool
+        Whether every parameter is finite afterwards.
+    """
+    e1, e2 = _EMPTY[W.dtype]
+    has_b = b is not None
+    wd = float(weight_decay)
+    ok, mem = _update_entry(
+        W, b if has_b else e1, has_b, gW, gb if has_b else e1, float(lr),
+        wd + 2.0 * float(l2), wd if decay_bias else 0.0, float(momentum), float(dampening),
+        bool(nesterov), bool(maximize), e2 if buf_W is None else buf_W,
+        buf_b if has_b and buf_b is not None else e1, bool(momentum_initialized),
+    )  # fmt: skip
+    return bool(ok) if mem else _no_memory()
 
 
 def train(

@@ -305,12 +305,29 @@ def _batch_grad(
 ):
     """Forward + backward for rows ``start .. start+B-1`` (through ``order[epoch]`` if used):
     sgd.cpp's ``batch_gradient``. Writes gW, gb (when has_b) and returns the batch loss in T."""
+    total, wsum = _batch_grad_sums(
+        X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, CS, SW, has_sw, -1.0
+    )
+    if wsum == 0.0:
+        return _cast(0.0, W)
+    return total / _cast(W.shape[0] * wsum, W)
+
+
+@numba.njit(**_KERNEL)
+def _batch_grad_sums(
+    X, Y, W, b, has_b, order, use_order, epoch, start, B, gW, gb, G, SQ, CS, SW, has_sw, wtotal
+):
+    """:func:`_batch_grad`'s gradient normalised by ``wtotal`` (the row count or weight sum of a
+    batch these rows are part of; < 0: these rows'); returns (sum of squared errors in T, the
+    weight sum used)."""
     U, N = W.shape
     zero = _cast(0.0, W)
     # Sample weights: a weighted mean, sum(w e^2) / (U sum(w)), the weight sum taken in double
     # (exact for integer weights, so unit weights give torch's 2/numel bit for bit).
     wsum = np.float64(B)
-    if has_sw:
+    if wtotal >= 0.0:
+        wsum = wtotal
+    elif has_sw:
         wsum = 0.0
         for i in range(B):
             wsum += np.float64(SW[order[epoch, start + i] if use_order else start + i])
@@ -413,10 +430,7 @@ def _batch_grad(
         i += 1
     if has_b:
         _column_sums(G, B, U, gb, CS)
-    total = _sum_contiguous(SQ, np.intp(0), B * U, CS)
-    if wsum == 0.0:
-        return zero
-    return total / _cast(U * wsum, W)
+    return _sum_contiguous(SQ, np.intp(0), B * U, CS), wsum
 
 
 @numba.njit(**_KERNEL)
@@ -607,3 +621,51 @@ def _gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw):
                       scratch[:n], scratch[n : 2 * n], scratch[2 * n :], SW, has_sw)  # fmt: skip
     _release(scratch)
     return res, True
+
+
+@numba.njit(**_KERNEL)
+def _partial_gradient_entry(X, Y, W, b, has_b, gW, gb, SW, has_sw, wtotal):
+    """(rows' sum of squared errors, whether there was memory for the scratch); writes gW, gb."""
+    M = X.shape[0]
+    n = M * W.shape[0]
+    scratch = _scratch(2 * n + 4 * _block(W), W)
+    if scratch.shape[0] != 2 * n + 4 * _block(W):
+        return _cast(0.0, W), False
+    nil = np.intp(0)
+    sse, _ = _batch_grad_sums(X, Y, W, b, has_b, _NO_ORDER, np.bool_(False), nil, nil, M, gW, gb,
+                              scratch[:n], scratch[n : 2 * n], scratch[2 * n :], SW, has_sw,
+                              wtotal)  # fmt: skip
+    _release(scratch)
+    return sse, True
+
+
+@numba.njit(**_KERNEL)
+def _update_entry(W, b, has_b, gW, gb, lr, wd_w, wd_b, momentum, dampening, nesterov, maximize,
+                  buf_W, buf_b, initialized):  # fmt: skip
+    """``_train_kernel``'s update of one step by the gradient (gW, gb), which it leaves as it
+    is; (whether every parameter is finite afterwards, whether there was memory for a copy of
+    the gradient)."""
+    U, N = W.shape
+    n = U * N + (U if has_b else 0)
+    g = _scratch(n, W)
+    if g.shape[0] != n:
+        return False, False
+    gWf = gW.reshape(U * N)
+    for k in range(U * N):
+        g[k] = gWf[k]
+    mom_on = momentum != 0.0
+    mu_t = _cast(momentum, W)
+    damp1_t = _cast(1.0 - dampening, W)
+    neg_lr = _cast(-lr, W)
+    ok = _sgd_update(W.reshape(U * N), g[: U * N], buf_W.reshape(buf_W.size), wd_w != 0.0,
+                     _cast(wd_w, W), mom_on, mu_t, damp1_t, initialized, nesterov, maximize,
+                     neg_lr)  # fmt: skip
+    if has_b:
+        gbs = g[U * N :]
+        for u in range(U):
+            gbs[u] = gb[u]
+        ok_b = _sgd_update(b, gbs, buf_b, wd_b != 0.0, _cast(wd_b, W), mom_on, mu_t, damp1_t,
+                           initialized, nesterov, maximize, neg_lr)  # fmt: skip
+        ok = ok and ok_b
+    _release(g)
+    return ok, True

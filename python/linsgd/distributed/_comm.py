@@ -1,0 +1,205 @@
+"""The communicator protocol of :mod:`linsgd.distributed` and its adapters.
+
+A communicator is anything with ``rank``, ``world_size`` and three collectives on numpy
+buffers; :func:`as_communicator` wraps a ``torch.distributed`` process group or an mpi4py
+communicator in one. Neither torch nor mpi4py is imported until an adapter is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Communicator",
+    "MPICommunicator",
+    "TorchCommunicator",
+    "as_communicator",
+]
+
+
+@runtime_checkable
+class Communicator(Protocol):
+    """What :func:`linsgd.distributed.train` needs of a group of processes.
+
+    Every process of the group calls every collective, in the same order, with buffers of
+    the same shape and dtype (C-contiguous numpy arrays).
+
+    Attributes
+    ----------
+    rank : int
+        This process's index in the group, ``0 <= rank < world_size``.
+    world_size : int
+        The number of processes.
+    """
+
+    rank: int
+    world_size: int
+
+    def allreduce_sum(self, buf: np.ndarray) -> None:
+        """Replace ``buf`` on every rank by the element-wise sum of every rank's ``buf``."""
+
+    def allgather(self, buf: np.ndarray) -> np.ndarray:
+        """Return an array of shape ``(world_size, *buf.shape)``: row ``r`` is rank ``r``'s
+        ``buf``, the same on every rank."""
+
+    def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
+        """Replace ``buf`` on every rank by rank ``root``'s."""
+
+
+def _contiguous(buf: Any, what: str) -> np.ndarray:
+    if not isinstance(buf, np.ndarray) or not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise TypeError(f"{what} needs a writable C-contiguous numpy array")
+    return buf
+
+
+class TorchCommunicator:
+    """A ``torch.distributed`` process group as a :class:`Communicator`.
+
+    The numpy buffers go to the collectives through ``torch.from_numpy``, which shares their
+    memory: nothing is copied on the way in or out. This suits gloo (CPU tensors); an NCCL
+    group needs CUDA tensors, which this adapter does not make (``ValueError``).
+
+    Parameters
+    ----------
+    group : torch.distributed.ProcessGroup or None, default=None
+        The group; None: the default group of ``torch.distributed.init_process_group``.
+        Its timeout (``init_process_group(timeout=...)``) bounds every collective, so a rank
+        that fails or dies makes the others raise after at most that long.
+    """
+
+    def __init__(self, group: Any = None) -> None:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise ValueError(
+                "torch.distributed is not initialised: call "
+                "torch.distributed.init_process_group('gloo') first (torchrun sets the "
+                "environment it reads)"
+            )
+        backend = str(dist.get_backend(group)).lower()
+        if backend != "gloo":
+            raise ValueError(
+                f"TorchCommunicator moves numpy (CPU) buffers, which needs a gloo process "
+                f"group, got backend {backend!r}"
+            )
+        self._torch = torch
+        self._dist = dist
+        self.group = group
+        self.rank = int(dist.get_rank(group))
+        self.world_size = int(dist.get_world_size(group))
+
+    def allreduce_sum(self, buf: np.ndarray) -> None:
+        """In place, through ``torch.distributed.all_reduce(op=SUM)``."""
+        t = self._torch.from_numpy(_contiguous(buf, "allreduce_sum"))
+        self._dist.all_reduce(t, op=self._dist.ReduceOp.SUM, group=self.group)
+
+    def allgather(self, buf: np.ndarray) -> np.ndarray:
+        """Through ``torch.distributed.all_gather`` into views of one result array."""
+        src = np.ascontiguousarray(buf)
+        out = np.empty((self.world_size, *src.shape), dtype=src.dtype)
+        views = [self._torch.from_numpy(out[r]) for r in range(self.world_size)]
+        self._dist.all_gather(views, self._torch.from_numpy(src), group=self.group)
+        return out
+
+    def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
+        """In place, through ``torch.distributed.broadcast``."""
+        t = self._torch.from_numpy(_contiguous(buf, "broadcast"))
+        src = root if self.group is None else self._dist.get_global_rank(self.group, root)
+        self._dist.broadcast(t, src=src, group=self.group)
+
+
+class MPICommunicator:
+    """An mpi4py communicator (``mpi4py.MPI.Comm``) as a :class:`Communicator`.
+
+    The buffer-based collectives (``Allreduce``, ``Allgather``, ``Bcast``) read and write the
+    numpy buffers in place. MPI has no timeout of its own: a rank that dies usually makes
+    ``mpirun`` end the job.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The communicator, e.g. ``MPI.COMM_WORLD``.
+    mpi : module, optional
+        The module that holds ``IN_PLACE`` and ``SUM``: ``mpi4py.MPI`` (imported when None).
+    """
+
+    def __init__(self, comm: Any, mpi: Any = None) -> None:
+        for name in ("Get_rank", "Get_size", "Allreduce", "Allgather", "Bcast"):
+            if not callable(getattr(comm, name, None)):
+                raise TypeError(f"comm must be an mpi4py communicator: it has no {name}()")
+        if mpi is None:
+            from mpi4py import MPI as mpi
+        self.comm = comm
+        self._mpi = mpi
+        self.rank = int(comm.Get_rank())
+        self.world_size = int(comm.Get_size())
+
+    def allreduce_sum(self, buf: np.ndarray) -> None:
+        """In place, through ``Allreduce(IN_PLACE, buf, op=SUM)``."""
+        mpi = self._mpi
+        self.comm.Allreduce(mpi.IN_PLACE, _contiguous(buf, "allreduce_sum"), op=mpi.SUM)
+
+    def allgather(self, buf: np.ndarray) -> np.ndarray:
+        """Through ``Allgather(buf, out)``."""
+        src = np.ascontiguousarray(buf)
+        out = np.empty((self.world_size, *src.shape), dtype=src.dtype)
+        self.comm.Allgather(src, out)
+        return out
+
+    def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
+        """In place, through ``Bcast(buf, root)``."""
+        self.comm.Bcast(_contiguous(buf, "broadcast"), root=root)
+
+
+def _is_mpi_comm(obj: Any) -> bool:
+    return type(obj).__module__.startswith("mpi4py")
+
+
+def _is_torch_group(obj: Any) -> bool:
+    return type(obj).__module__.startswith("torch")
+
+
+def as_communicator(comm: Any) -> Communicator:
+    """Return ``comm`` as a :class:`Communicator`.
+
+    Parameters
+    ----------
+    comm : Communicator, "torch", torch.distributed.ProcessGroup or mpi4py.MPI.Comm
+        A communicator is returned as it is; ``"torch"`` is the default ``torch.distributed``
+        group; a process group or an mpi4py communicator is wrapped.
+
+    Returns
+    -------
+    Communicator
+
+    Raises
+    ------
+    TypeError
+        If ``comm`` is none of these.
+    """
+    if isinstance(comm, (TorchCommunicator, MPICommunicator)):
+        return comm
+    if isinstance(comm, str):
+        if comm != "torch":
+            raise ValueError(f"comm must be 'torch' or a communicator, got {comm!r}")
+        return TorchCommunicator()
+    if _is_mpi_comm(comm):
+        return MPICommunicator(comm)
+    if _is_torch_group(comm):
+        return TorchCommunicator(comm)
+    if isinstance(comm, Communicator):
+        rank, size = comm.rank, comm.world_size
+        if not (isinstance(size, int) and isinstance(rank, int) and 0 <= rank < size):
+            raise ValueError(
+                f"comm must have integer 0 <= rank < world_size, got rank={rank!r}, "
+                f"world_size={size!r}"
+            )
+        return comm
+    raise TypeError(
+        "comm must be a linsgd.distributed.Communicator (rank, world_size, allreduce_sum, "
+        "allgather, broadcast), 'torch', a torch.distributed process group or an mpi4py "
+        f"communicator, got {type(comm).__name__}"
+    )
