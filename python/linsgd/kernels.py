@@ -218,9 +218,13 @@ def partial_gradient(
     Parameters
     ----------
     X : array_like of shape (M, N)
+        These rows of the batch (float32 or float64: the model dtype).
     Y : array_like of shape (M, U) or (M,)
+        Their targets, of ``X``'s dtype.
     W : array_like of shape (U, N)
+        The weights; only read.
     b : array_like of shape (U,) or None
+        The bias; None for a model without one. Only read.
     n_total : int
         Rows of the whole batch, at least ``M``.
     sample_weight : array_like of shape (M,), optional
@@ -235,8 +239,9 @@ def partial_gradient(
     Returns
     -------
     gW : ndarray of shape (U, N)
+        These rows' share of the batch gradient with respect to ``W``.
     gb : ndarray of shape (U,) or None
-        None when ``b`` is None.
+        Their share of the gradient with respect to ``b``; None when ``b`` is None.
     sse : float
         The rows' (weighted) sum of squared errors over their ``M * U`` entries, a value of
         ``X``'s dtype.
@@ -278,12 +283,11 @@ def update(
     state: dict | None = None,
     backend: str | None = None,
 ) -> None:
-    """Apply one SGD update by a given gradient to ``W`` and ``b`` in place: the update half of
-    :func:`step`.
+    """Apply one SGD update by a given gradient to ``W`` and ``b`` in place.
 
-    ``step(X, Y, W, b, lr=lr, ...)`` is ``gW, gb, _ = partial_gradient(X, Y, W, b,
-    n_total=len(X))`` followed by ``update(W, b, gW, gb, lr=lr, ...)``, bit for bit, momentum
-    state included.
+    It is the update half of :func:`step`: ``step(X, Y, W, b, lr=lr, ...)`` is
+    ``gW, gb, _ = partial_gradient(X, Y, W, b, n_total=len(X))`` followed by
+    ``update(W, b, gW, gb, lr=lr, ...)``, bit for bit, momentum state included.
 
     Parameters
     ----------
@@ -297,13 +301,26 @@ def update(
         The gradient with respect to ``b``; None exactly when ``b`` is.
     lr : float
         The learning rate.
-    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
-        As in :func:`train`.
+    weight_decay : float, default=0.0
+        Coupled weight decay, as torch's: ``d += weight_decay * p``.
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` applies to the bias too (torch's default: yes).
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, ``l2 * sum(W**2)`` added to the loss; never on the bias.
+    momentum : float, default=0.0
+        Momentum factor, as in ``torch.optim.SGD``.
+    dampening : float, default=0.0
+        Dampening for momentum, as in ``torch.optim.SGD``.
+    nesterov : bool, default=False
+        Nesterov momentum, as in ``torch.optim.SGD`` (needs ``momentum > 0``, ``dampening == 0``).
+    maximize : bool, default=False
+        Ascend instead of descend, as in ``torch.optim.SGD``.
     state : dict, optional
         Optimizer state carried between calls (momentum buffers, step count), as in
         :func:`step`.
     backend : str, optional
-        ``"cpp"`` or ``"numba"``; the default backend when None.
+        ``"cpp"``, ``"numba"`` or ``"cuda"``; the default backend when None (GPU arrays go to
+        the CUDA backend).
 
     Raises
     ------

@@ -38,14 +38,38 @@ class Communicator(Protocol):
     world_size: int
 
     def allreduce_sum(self, buf: np.ndarray) -> None:
-        """Replace ``buf`` on every rank by the element-wise sum of every rank's ``buf``."""
+        """Replace ``buf`` on every rank by the element-wise sum of every rank's ``buf``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values, overwritten with the sum.
+        """
 
     def allgather(self, buf: np.ndarray) -> np.ndarray:
-        """Return an array of shape ``(world_size, *buf.shape)``: row ``r`` is rank ``r``'s
-        ``buf``, the same on every rank."""
+        """Gather every rank's ``buf``, the same result on every rank.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values.
+
+        Returns
+        -------
+        ndarray of shape ``(world_size,) + buf.shape``
+            Row ``r`` holds rank ``r``'s ``buf``.
+        """
 
     def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
-        """Replace ``buf`` on every rank by rank ``root``'s."""
+        """Replace ``buf`` on every rank by rank ``root``'s.
+
+        Parameters
+        ----------
+        buf : ndarray
+            Rank ``root``'s values to send, or this rank's buffer to overwrite.
+        root : int, default=0
+            The rank whose values every rank receives.
+        """
 
 
 def _contiguous(buf: Any, what: str) -> np.ndarray:
@@ -92,12 +116,31 @@ class TorchCommunicator:
         self.world_size = int(dist.get_world_size(group))
 
     def allreduce_sum(self, buf: np.ndarray) -> None:
-        """In place, through ``torch.distributed.all_reduce(op=SUM)``."""
+        """Sum ``buf`` over the ranks in place, through ``torch.distributed.all_reduce(op=SUM)``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values (writable, C-contiguous), overwritten with the sum.
+        """
         t = self._torch.from_numpy(_contiguous(buf, "allreduce_sum"))
         self._dist.all_reduce(t, op=self._dist.ReduceOp.SUM, group=self.group)
 
     def allgather(self, buf: np.ndarray) -> np.ndarray:
-        """Through ``torch.distributed.all_gather`` into views of one result array."""
+        """Gather every rank's ``buf``, through ``torch.distributed.all_gather``.
+
+        The gather writes into views of one result array.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values.
+
+        Returns
+        -------
+        ndarray of shape ``(world_size,) + buf.shape``
+            Row ``r`` holds rank ``r``'s ``buf``.
+        """
         src = np.ascontiguousarray(buf)
         out = np.empty((self.world_size, *src.shape), dtype=src.dtype)
         views = [self._torch.from_numpy(out[r]) for r in range(self.world_size)]
@@ -105,7 +148,16 @@ class TorchCommunicator:
         return out
 
     def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
-        """In place, through ``torch.distributed.broadcast``."""
+        """Replace ``buf`` by rank ``root``'s in place, through ``torch.distributed.broadcast``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            Rank ``root``'s values to send, or this rank's buffer (writable, C-contiguous) to
+            overwrite.
+        root : int, default=0
+            The rank whose values every rank receives.
+        """
         t = self._torch.from_numpy(_contiguous(buf, "broadcast"))
         src = root if self.group is None else self._dist.get_global_rank(self.group, root)
         self._dist.broadcast(t, src=src, group=self.group)
@@ -138,19 +190,45 @@ class MPICommunicator:
         self.world_size = int(comm.Get_size())
 
     def allreduce_sum(self, buf: np.ndarray) -> None:
-        """In place, through ``Allreduce(IN_PLACE, buf, op=SUM)``."""
+        """Sum ``buf`` over the ranks in place, through ``Allreduce(IN_PLACE, buf, op=SUM)``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values (writable, C-contiguous), overwritten with the sum.
+        """
         mpi = self._mpi
         self.comm.Allreduce(mpi.IN_PLACE, _contiguous(buf, "allreduce_sum"), op=mpi.SUM)
 
     def allgather(self, buf: np.ndarray) -> np.ndarray:
-        """Through ``Allgather(buf, out)``."""
+        """Gather every rank's ``buf``, through ``Allgather(buf, out)``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            This rank's values.
+
+        Returns
+        -------
+        ndarray of shape ``(world_size,) + buf.shape``
+            Row ``r`` holds rank ``r``'s ``buf``.
+        """
         src = np.ascontiguousarray(buf)
         out = np.empty((self.world_size, *src.shape), dtype=src.dtype)
         self.comm.Allgather(src, out)
         return out
 
     def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
-        """In place, through ``Bcast(buf, root)``."""
+        """Replace ``buf`` by rank ``root``'s in place, through ``Bcast(buf, root)``.
+
+        Parameters
+        ----------
+        buf : ndarray
+            Rank ``root``'s values to send, or this rank's buffer (writable, C-contiguous) to
+            overwrite.
+        root : int, default=0
+            The rank whose values every rank receives.
+        """
         self.comm.Bcast(_contiguous(buf, "broadcast"), root=root)
 
 
@@ -174,11 +252,17 @@ def as_communicator(comm: Any) -> Communicator:
     Returns
     -------
     Communicator
+        ``comm`` itself, or an adapter (:class:`TorchCommunicator`, :class:`MPICommunicator`)
+        around it.
 
     Raises
     ------
     TypeError
         If ``comm`` is none of these.
+    ValueError
+        If ``comm`` is a string other than ``"torch"``, if torch.distributed is not
+        initialised (or its group is not gloo), or if a communicator's ``rank`` and
+        ``world_size`` are not integers with ``0 <= rank < world_size``.
     """
     if isinstance(comm, (TorchCommunicator, MPICommunicator)):
         return comm

@@ -37,6 +37,13 @@ _ROWS_FIELD = 2  # the signature's row count
 class DistributedError(RuntimeError):
     """Another rank failed: its arguments were refused or its step raised.
 
+    Parameters
+    ----------
+    message : str
+        What failed, and where.
+    ranks : sequence of int
+        The ranks that failed.
+
     Attributes
     ----------
     ranks : list of int
@@ -58,12 +65,15 @@ def shard_rows(n: int, rank: int, world_size: int) -> slice:
     ----------
     n : int
         Rows to share.
-    rank, world_size : int
-        This rank and the number of ranks.
+    rank : int
+        This rank, ``0 <= rank < world_size``.
+    world_size : int
+        The number of ranks.
 
     Returns
     -------
     slice
+        The rows ``start:stop`` of rank ``rank``'s shard.
     """
     q, r = divmod(n, world_size)
     start = rank * q + min(rank, r)
@@ -416,8 +426,9 @@ def train(
     target_loss: float | None = None,
     backend: str | None = None,
 ) -> TrainResult:
-    """Synchronous data-parallel mini-batch SGD: every rank calls this, ``W`` and ``b`` are
-    updated in place to the same bits on every rank.
+    """Run synchronous data-parallel mini-batch SGD on a group of processes.
+
+    Every rank calls this; ``W`` and ``b`` are updated in place to the same bits on every rank.
 
     Parameters
     ----------
@@ -426,8 +437,12 @@ def train(
         the rows of this rank's shares are read). ``sharding="data"``: this rank's own rows.
     Y : array_like of shape (M, U) or (M,)
         The targets of ``X``'s rows.
-    W, b : arrays
-        The initial parameters, the same on every rank (checked); updated in place.
+    W : array of shape (U, N)
+        The initial weights, the same on every rank (checked); updated in place (writable,
+        C-contiguous, of ``X``'s dtype).
+    b : array of shape (U,) or None
+        The initial bias, the same on every rank (checked); updated in place. None for a
+        model without a bias.
     comm : Communicator, "torch", torch.distributed.ProcessGroup or mpi4py.MPI.Comm
         The group (see :func:`linsgd.distributed.as_communicator`).
     batch_size : int
@@ -436,10 +451,26 @@ def train(
         empty). ``sharding="data"``: each rank's batch, as a per-process DataLoader's (the
         global batch is the ranks' batches together).
     epochs : int
+        Epochs to run.
     lr : float, sequence of float, LRSchedule or callable
         The learning rate, one per epoch, a :mod:`linsgd.schedules` schedule or ``epoch -> lr``.
-    weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize, state
-        As in :func:`linsgd.kernels.train`.
+    weight_decay : float, default=0.0
+        Coupled weight decay, as in :func:`linsgd.kernels.train`.
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` applies to the bias too, as in :func:`linsgd.kernels.train`.
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, as in :func:`linsgd.kernels.train`.
+    momentum : float, default=0.0
+        Momentum factor, as in ``torch.optim.SGD``.
+    dampening : float, default=0.0
+        Dampening for momentum, as in ``torch.optim.SGD``.
+    nesterov : bool, default=False
+        Nesterov momentum, as in ``torch.optim.SGD``.
+    maximize : bool, default=False
+        Ascend instead of descend, as in ``torch.optim.SGD``.
+    state : dict, optional
+        Optimizer state carried between calls (momentum buffers, step count), updated in
+        place, as in :func:`linsgd.kernels.train`; the same on every rank (checked).
     shuffle : bool, default=False
         Visit the rows in a shuffling DataLoader's order seeded with ``random_state``
         (``sharding="data"``: each rank's rows with ``random_state + rank``).
@@ -525,26 +556,78 @@ def simulate(
     target_loss: float | None = None,
     backend: str | None = None,
 ) -> TrainResult:
-    """:func:`train` on ``world_size`` ranks, in one process: the same per-rank shares, added
-    in rank order; bit for bit what ``train(reduce="gather")`` gives on every rank.
+    """Run :func:`train` on ``world_size`` simulated ranks, in one process.
+
+    Each simulated rank forms the same share as in :func:`train`, and the shares are added in
+    rank order: bit for bit what ``train(reduce="gather")`` gives on every rank.
 
     Parameters
     ----------
-    X, Y, sample_weight : array_like
+    X : array_like of shape (M, N)
         All rows. With ``sharding="data"``, rank ``r``'s own rows are ``X[shard_rows(M, r,
         world_size)]`` (contiguous blocks, sizes differing by at most one).
+    Y : array_like of shape (M, U) or (M,)
+        The targets of all rows, split as ``X`` is.
+    W : array of shape (U, N)
+        The initial weights, updated in place (writable, C-contiguous, of ``X``'s dtype).
+    b : array of shape (U,) or None
+        The initial bias, updated in place; None for a model without a bias.
     world_size : int
         The number of ranks to simulate.
-    W, b, batch_size, epochs, lr, weight_decay, decay_bias, l2, momentum, dampening
-        As in :func:`train`.
-    nesterov, maximize, state, shuffle, random_state, drop_last, sharding, eval_set
-        As in :func:`train`.
-    target_loss, backend
-        As in :func:`train`.
+    batch_size : int
+        The global batch (``sharding="batch"``) or each rank's batch (``sharding="data"``),
+        as in :func:`train`.
+    epochs : int
+        Epochs to run.
+    lr : float, sequence of float, LRSchedule or callable
+        The learning rate, one per epoch, a :mod:`linsgd.schedules` schedule or ``epoch -> lr``.
+    weight_decay : float, default=0.0
+        Coupled weight decay, as in :func:`linsgd.kernels.train`.
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` applies to the bias too, as in :func:`linsgd.kernels.train`.
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, as in :func:`linsgd.kernels.train`.
+    momentum : float, default=0.0
+        Momentum factor, as in ``torch.optim.SGD``.
+    dampening : float, default=0.0
+        Dampening for momentum, as in ``torch.optim.SGD``.
+    nesterov : bool, default=False
+        Nesterov momentum, as in ``torch.optim.SGD``.
+    maximize : bool, default=False
+        Ascend instead of descend, as in ``torch.optim.SGD``.
+    state : dict, optional
+        Optimizer state carried between calls (momentum buffers, step count), updated in
+        place, as in :func:`linsgd.kernels.train`.
+    shuffle : bool, default=False
+        Visit the rows in a shuffling DataLoader's order, as in :func:`train`.
+    random_state : int, optional
+        Needed with ``shuffle``; rank ``r`` uses ``random_state + r`` with ``sharding="data"``.
+    drop_last : bool, default=False
+        Leave out the last ``rows % batch_size`` rows of each epoch, as in :func:`train`.
+    sample_weight : array_like of shape (M,), optional
+        Row weights of all rows, split as ``X`` is; as in :func:`train`.
+    sharding : {"batch", "data"}, default="batch"
+        How the rows are split over the ranks, as in :func:`train`.
+    eval_set : tuple (X_valid, Y_valid), optional
+        A validation set, evaluated after each epoch.
+    target_loss : float, optional
+        Stop after the first step whose global batch loss is below it.
+    backend : str, optional
+        ``"cpp"`` or ``"numba"``.
 
     Returns
     -------
     TrainResult
+        The global batch losses, the validation losses, the steps and epochs run and the
+        status, as :func:`train` reports them.
+
+    Raises
+    ------
+    ValueError
+        When an argument is bad, or with ``sharding="data"`` when ``world_size`` leaves a rank
+        no rows.
+    TypeError
+        When an argument has the wrong type.
     """
     world = ck.integer(world_size, "world_size", minimum=1)
     kw = _keywords(

@@ -67,27 +67,41 @@ def closed_form(
         Their targets (1-D or 2-D alike on every rank).
     comm : Communicator, "torch", torch.distributed.ProcessGroup or mpi4py.MPI.Comm
         The group (see :func:`linsgd.distributed.as_communicator`).
-    weight_decay, decay_bias, l2, fit_intercept : as in :func:`linsgd.closed_form`
-        The same on every rank (checked).
+    weight_decay : float, default=0.0
+        Coupled weight decay, as in :func:`linsgd.closed_form`; the same on every rank
+        (checked).
+    decay_bias : bool, default=True
+        Whether ``weight_decay`` also penalises the bias, as in :func:`linsgd.closed_form`;
+        the same on every rank (checked).
+    l2 : float, default=0.0
+        Keras's ``L2(l2)`` kernel penalty, as in :func:`linsgd.closed_form`; the same on
+        every rank (checked).
+    fit_intercept : bool, default=True
+        Whether the model has a bias; the same on every rank (checked).
     sample_weight : array_like of shape (n_samples_of_this_rank,), optional
         This rank's row weights.
 
     Returns
     -------
-    coef, intercept
-        As :func:`linsgd.closed_form` returns them, the same on every rank.
-
-    Warns
-    -----
-    RankDeficientWarning
-        On every rank, when the whole system is singular (the minimum-norm optimum is
-        returned).
+    coef : ndarray of shape (n_features,) or (n_outputs, n_features)
+        The weights, float64 (1-D when ``y`` is 1-D), as :func:`linsgd.closed_form` returns
+        them; the same on every rank.
+    intercept : float64 scalar or ndarray of shape (n_outputs,)
+        The bias (0 when ``fit_intercept=False``); the same on every rank.
 
     Raises
     ------
     ValueError, TypeError
         On a rank with bad input (the others raise :class:`DistributedError`), and on every
         rank when the ranks disagree on the settings, the features or the outputs.
+    DistributedError
+        On every other rank, when one rank refused its arguments.
+
+    Warns
+    -----
+    RankDeficientWarning
+        On every rank, when the whole system is singular (the minimum-norm optimum is
+        returned).
     """
     c = as_communicator(comm)
     try:
