@@ -1,5 +1,5 @@
 // pybind11 module linsgd._core: the entry points (loss, gradient, train, partial_gradient, update,
-// all_finite and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
+// all_finite, epoch_means and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
 // every argument (python/arguments.hpp, shared with _cuda), dispatches on the dtype to the host
 // kernels (linsgd/kernels.hpp) and releases the GIL. Callers normally go through
 // linsgd.kernels, but a direct call must be just as safe: nothing here trusts a shape, a
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "linsgd/kernels.hpp"
+#include "linsgd/steps.hpp"
 #include "python/arguments.hpp"
 #include "python/fastcall.hpp"
 
@@ -87,6 +88,26 @@ bool all_finite_py(py::handle obj) {
         type_error("all_finite needs a float32 or float64 array in native byte order, got dtype " +
                    std::string(py::str(dt)));
     return dt.itemsize() == 4 ? all_finite_of<float>(a) : all_finite_of<double>(a);
+}
+
+// ---- epoch_means: the history of a run's losses --------------------------------------------
+
+py::list epoch_means_py(py::handle obj) {
+    if (!py::isinstance<py::array>(obj))
+        type_error("losses must be a numpy array, got " + std::string(py::str(py::type::of(obj))));
+    const auto a = py::reinterpret_borrow<py::array>(obj);
+    const py::dtype dt = a.dtype();
+    const bool layout = (a.flags() & py::array::c_style) != 0 &&
+                        reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(double) == 0;
+    if (dt.kind() != 'f' || dt.itemsize() != 8 || !native_byte_order(dt.byteorder()) || a.ndim() != 2 || !layout)
+        type_error("losses must be a C-contiguous float64 array of shape (epochs, steps), got dtype " +
+                   std::string(py::str(dt)) + " with " + std::to_string(a.ndim()) + " dimension(s)");
+    const py::ssize_t epochs = a.shape(0), steps = a.shape(1);
+    const double* p = static_cast<const double*>(a.data());
+    py::list out(epochs);
+    for (py::ssize_t e = 0; e < epochs; ++e)
+        PyList_SET_ITEM(out.ptr(), e, py::float_(linsgd::epoch_mean(p + e * steps, steps)).release().ptr());
+    return out;
 }
 
 // ---- the kernels -----------------------------------------------------------------------------
@@ -249,6 +270,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("all_finite", &all_finite_py, py::arg("a"),
           "Whether every element of the float32/float64 array a is finite (no NaN, no infinity): one "
           "pass, any layout, no allocation; the GIL is released for large arrays.");
+    m.def("epoch_means", &epoch_means_py, py::arg("losses"),
+          "The mean of each row of the C-contiguous float64 array losses (epochs, steps) over its non-NaN "
+          "entries, added in order from 0 (Python's sum() before 3.12), NaN for a row of NaN; a list of floats.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,
           "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
     m.def("supported_cpu_variants", &linsgd::cpu::supported_variants, "The instruction-set variants this CPU can run.");

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+# torch's two GEMMs run in MKL, whose default kernels depend on the CPU (on AVX-512 Intel CPUs
+# they sum in another order, with FMA) and, in the forward pass, on the 16-byte alignment of each
+# input row (reference/torch-sgd-semantics.md, section 2.3). MKL_CBWR pins MKL to one portable
+# code path, so torch's own results, and the bit-for-bit agreement tests, mean the same on every
+# CPU. Set before torch is first imported (and inherited by the processes the tests start); a
+# value the user set wins.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+
 import pytest
 
 from helpers import CPU_BACKENDS, DT_IDS, DTYPES, backend_skip_reason, torch_one_thread

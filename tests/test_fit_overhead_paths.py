@@ -6,17 +6,44 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linsgd import LinearRegressor
+from linsgd import LinearRegressor, kernels
 from linsgd._params import _RECENT, validated_params
-from linsgd._trainer import _row_sums
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (16, 4), (3, 500), (2000, 1), (64, 64), (7, 333)])
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (16, 4), (3, 500), (2000, 1), (64, 64), (7, 333), (33, 1), (5, 17), (1, 0)]
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_row_sums_are_pythons_sums(shape, dtype):
+def test_epoch_means_are_pythons_means(shape, dtype):
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     losses = (rng.random(shape) * 10.0 ** rng.integers(-8, 8, size=shape)).astype(dtype)
-    assert _row_sums(losses) == [sum(row) for row in losses.tolist()]
+    if losses.size:
+        losses.flat[0] = -0.0  # sum() starts from the int 0: +0.0 + -0.0 is +0.0
+        losses.flat[-1] = np.inf
+
+    def python_mean(row):  # the seed notebooks' sum(l) / len(l), over the steps that ran
+        ran = [v for v in row if v == v]
+        return sum(ran) / len(ran) if ran else float("nan")
+
+    expected = [python_mean(row) for row in losses.tolist()]
+    got = kernels.epoch_means(losses)
+    assert [np.float64(v).tobytes() for v in got] == [np.float64(v).tobytes() for v in expected]
+    if losses.size:
+        losses[0, : max(1, shape[1] // 2)] = np.nan  # steps that did not run
+        losses[-1, :] = np.nan  # an epoch none of whose steps ran
+        expected = [python_mean(row) for row in losses.tolist()]
+        got = kernels.epoch_means(losses)
+        assert [np.float64(v).tobytes() for v in got] == [np.float64(v).tobytes() for v in expected]
+
+
+def test_epoch_means_refuses_what_is_not_a_table_of_losses():
+    with pytest.raises(ValueError, match="losses must be a 2-D array"):
+        kernels.epoch_means(np.zeros(3))
+    # any layout or dtype is converted once (a transposed view, float32, a list)
+    table = np.arange(6.0).reshape(2, 3)
+    assert kernels.epoch_means(table.T) == [1.5, 2.5, 3.5]
+    assert kernels.epoch_means(table.astype(np.float32)) == [1.0, 4.0]
+    assert kernels.epoch_means([[1.0, 3.0]]) == [2.0]
 
 
 def test_recent_params_are_reused_only_for_the_very_same_objects():

@@ -3,6 +3,7 @@
 // stop, and what the outcome of a step means. No pybind11 or CUDA headers.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "linsgd/kernels.hpp"
@@ -70,6 +71,22 @@ LINSGD_HD inline TrainStatus status_after_update(T batch_loss, bool parameters_f
     if (!parameters_finite) return TrainStatus::diverged;
     if (static_cast<double>(batch_loss) < target_loss) return TrainStatus::target_loss;
     return TrainStatus::completed;
+}
+
+// The mean of an epoch's step losses as a training loop's history takes it: sum(l) / len(l) over
+// the steps that ran (NaN marks one that did not; NaN when none did), the losses added in step
+// order from 0 with one rounding each, which is Python's sum() of floats before 3.12 (later
+// versions compensate, and the caller uses Python's own sum there).
+LINSGD_HD inline double epoch_mean(const double* losses, int64_t steps) {
+    double sum = 0.0;
+    int64_t ran = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+        const double v = losses[s];
+        if (v != v) continue;
+        sum += v;
+        ++ran;
+    }
+    return ran ? sum / static_cast<double>(ran) : static_cast<double>(NAN);
 }
 
 }  // namespace linsgd

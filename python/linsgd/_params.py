@@ -87,15 +87,16 @@ def validated_params(est: Any) -> dict:
     (``set_params`` or an assignment replaces them; the ones checked here are immutable, or
     checked for their type only), so repeated fits skip the checks; so do fits of a fresh
     estimator built from the same objects as one of the last few checked (:data:`_RECENT`).
-    The backend is looked up every time (``LINSGD_BACKEND`` may change).
+    The backend is looked up every time (``LINSGD_BACKEND`` may change); ``p["backend"]``
+    is its name.
     """
     raw = _param_values(est)
     kept = est.__dict__.get("_checked_params")
     if kept is None or not all(map(operator.is_, kept[0], raw)):
         kept = next((k for k in _RECENT if all(map(operator.is_, k[0], raw))), None)
     if kept is not None:
-        backend_name(est.backend)
         p = dict(kept[1])
+        p["backend"] = backend_name(est.backend)
         p["checked"] = kept
         return p
     p = {
@@ -128,8 +129,8 @@ def validated_params(est: Any) -> dict:
     if not isinstance(est.init, str) or est.init not in _INITS:
         raise ValueError(f"init must be one of {list(_INITS)}, got {est.init!r}")
     p["init"] = est.init
-    backend_name(est.backend)  # ValueError naming the backend and what is missing
-    p["backend"] = est.backend
+    backend = backend_name(est.backend)  # ValueError naming the backend and what is missing
+    p["backend"] = est.backend  # kept as given: LINSGD_BACKEND may change between fits
     p["n_threads"] = ck.thread_count(est.n_threads)
     # one learning rate for every epoch: a number, or "auto" (a number once resolved)
     p["constant_lr"] = isinstance(p["lr"], (float, str))
@@ -137,6 +138,7 @@ def validated_params(est: Any) -> dict:
     p["checked"] = (raw, dict(p))
     _RECENT.insert(0, p["checked"])
     del _RECENT[_RECENT_SIZE:]
+    p["backend"] = backend  # this fit's, by name
     return p
 
 

@@ -16,7 +16,6 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,56 +32,61 @@ _MAX_ORDER_ENTRIES = 1 << 24  # row indices built per kernel call when shuffling
 _MAX_LOSS_ENTRIES = 1 << 22  # per-step losses per kernel call (32 MiB)
 
 
-@dataclass
 class RunSettings:
     """What a run does, fixed for its length: the kernel's hyper-parameters and the driver's."""
 
-    batch_size: int
-    rows_per_epoch: int
-    hyper: dict  # weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
-    backend: str | None
-    n_threads: int
-    tol: float | None = None
-    n_iter_no_change: int = 5
-    target_loss: float | None = None
-    verbose: int = 0
-    drop_last: bool = False
+    # a plain class with slots, cheaper to make than a dataclass (once per fit)
+    __slots__ = (
+        "backend",
+        "batch_size",
+        "drop_last",
+        "hyper",
+        "n_iter_no_change",
+        "n_threads",
+        "rows_per_epoch",
+        "target_loss",
+        "tol",
+        "verbose",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        batch_size: int,
+        rows_per_epoch: int,
+        hyper: dict,  # weight_decay, decay_bias, l2, momentum, dampening, nesterov, maximize
+        backend: str | None,
+        n_threads: int,
+        tol: float | None = None,
+        n_iter_no_change: int = 5,
+        target_loss: float | None = None,
+        verbose: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        self.batch_size = batch_size
+        self.rows_per_epoch = rows_per_epoch
+        self.hyper = hyper
+        self.backend = backend
+        self.n_threads = n_threads
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.target_loss = target_loss
+        self.verbose = verbose
+        self.drop_last = drop_last
 
 
-@dataclass
 class Run:
     """What a run did."""
 
-    train_loss: list = field(default_factory=list)
-    valid_loss: list | None = None
-    lrs: list = field(default_factory=list)
-    steps: int = 0
-    epochs: int = 0
-    best_epoch: int | None = None
-    stopped: bool = False  # by a stopping rule (tol or target_loss), before the epochs ran out
+    __slots__ = ("best_epoch", "epochs", "lrs", "steps", "stopped", "train_loss", "valid_loss")
 
-
-def _epoch_mean(row: list) -> float:
-    """Mean of an epoch's step losses (NaN where a step did not run), as the seed notebooks
-    compute it (``sum(l) / len(l)``)."""
-    total = sum(row)
-    if total == total:  # no NaN: the losses are >= 0, so only a NaN makes their sum NaN
-        return total / len(row)
-    vals = [v for v in row if not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else float("nan")
-
-
-_CUMSUM_FROM = 1024 if sys.version_info < (3, 12) else None  # see _row_sums
-
-
-def _row_sums(losses: np.ndarray) -> list[float]:
-    """``[sum(row) for row in losses.tolist()]``, bit for bit. Before Python 3.12 ``sum`` adds
-    floats in order with one rounding per term, as a cumulative sum does, which is faster for
-    many losses; from 3.12 on ``sum`` is compensated (Neumaier) and only ``sum`` gives its
-    bits."""
-    if _CUMSUM_FROM is not None and losses.size >= _CUMSUM_FROM:
-        return np.cumsum(losses, axis=1, dtype=np.float64)[:, -1].tolist()
-    return [sum(row) for row in losses.tolist()]
+    def __init__(self, valid_loss: list | None = None) -> None:
+        self.train_loss: list = []
+        self.valid_loss = valid_loss
+        self.lrs: list = []
+        self.steps = 0
+        self.epochs = 0
+        self.best_epoch: int | None = None
+        self.stopped = False  # by a stopping rule (tol or target_loss), before the epochs ran out
 
 
 def copy_state(state: dict) -> dict:
@@ -182,19 +186,26 @@ def run_epochs(
     KeyboardInterrupt (the caller's copies are then discarded, so its model is untouched).
     """
     M = X.shape[0]
-    bs, R = s.batch_size, s.rows_per_epoch
+    bs = s.batch_size
+    R = s.rows_per_epoch
     S = -(-R // bs)
-    early_stopping = s.tol is not None
     verbose = s.verbose
-    bar = _progress_bar(n_epochs * S) if verbose >= 2 else None
-    if verbose >= 2 and bar is None:
-        verbose = 1
+    bar = None
+    if verbose >= 2:
+        bar = _progress_bar(n_epochs * S)
+        if bar is None:
+            verbose = 1
+    early_stopping = s.tol is not None
     per_epoch = early_stopping or verbose > 0
-    limit = max(1, _MAX_LOSS_ENTRIES // S)
-    if order_gen is not None or R < M:  # explicit row orders
-        limit = min(limit, max(1, _MAX_ORDER_ENTRIES // R))
-    chunk = 1 if (per_epoch or s.target_loss is not None) else min(n_epochs, limit)
-    run = Run(valid_loss=None if ev is None else [])
+    chunk = limit = 1
+    if not per_epoch:
+        limit = max(1, _MAX_LOSS_ENTRIES // S)
+        if order_gen is not None or R < M:  # explicit row orders
+            limit = min(limit, max(1, _MAX_ORDER_ENTRIES // R))
+        if s.target_loss is None:
+            chunk = min(n_epochs, limit)
+    constant_lr = type(lr_of) is float
+    run = Run(None if ev is None else [])
     best = math.inf
     snapshot = None
     no_improvement = 0
@@ -203,7 +214,7 @@ def run_epochs(
         while run.epochs < n_epochs and not stop:
             E = min(chunk, n_epochs - run.epochs)
             epoch0 = first_epoch + run.epochs
-            lrs = [lr_of] * E if type(lr_of) is float else lr_of(epoch0, E)
+            lrs = [lr_of] * E if constant_lr else lr_of(epoch0, E)
             orders = None
             if order_gen is not None:
                 saved = order_gen.get_state()
@@ -215,7 +226,7 @@ def run_epochs(
             if bar is None:
                 res = kernels.train(
                     X, Y, W, b, batch_size=bs, epochs=E,
-                    lr=lr_of if type(lr_of) is float else np.array(lrs, dtype=np.float64),
+                    lr=lr_of if constant_lr else np.array(lrs, dtype=np.float64),
                     orders=orders, eval_set=ev,
                     state=state, target_loss=s.target_loss, sample_weight=sw,
                     check_finite=False, backend=s.backend, n_threads=s.n_threads, **s.hyper,
@@ -225,13 +236,15 @@ def run_epochs(
                 losses, valid, steps, status = _train_pieces(
                     s, X, Y, W, b, state, orders, lrs, ev, sw, bar, epoch0
                 )
-            if status == "diverged":
-                raise _diverged(W, b, steps, run.steps, S, epoch0, lrs)
-            if status == "interrupted":
-                raise KeyboardInterrupt("linsgd training interrupted; the model was left unchanged")
-            if status == "completed":
-                ran = E
-            else:  # target_loss: stopped right after step number `steps` of this chunk
+            ran = E
+            if status != "completed":
+                if status == "diverged":
+                    raise _diverged(W, b, steps, run.steps, S, epoch0, lrs)
+                if status == "interrupted":
+                    raise KeyboardInterrupt(
+                        "linsgd training interrupted; the model was left unchanged"
+                    )
+                # target_loss: stopped right after step number `steps` of this chunk
                 e_stop, s_stop = divmod(steps - 1, S)
                 ran = e_stop + 1
                 stop = True
@@ -243,41 +256,34 @@ def run_epochs(
                     order_gen.orders(M, e_stop)
                     exhausted = s_stop == S - 1 and not s.drop_last and M % bs != 0
                     order_gen.next_epoch(M, complete=exhausted)
-            valid_list = None if ev is None else valid.tolist()
-            totals = None
-            if status == "completed" and verbose == 0:
-                totals = _row_sums(losses)
-                if totals is not None and math.isnan(sum(totals)):
-                    totals = None  # a step that did not run: epoch by epoch below
-            if totals is not None:  # every step ran and nothing is printed: one go
-                run.train_loss += [t / S for t in totals]
+            means = kernels.epoch_means(losses)
+            if not stop and verbose == 0:  # every epoch ran and nothing is printed: one go
+                run.train_loss += means
                 run.lrs += lrs
                 if ev is not None:
-                    run.valid_loss += valid_list
-                ran = 0
+                    run.valid_loss += valid.tolist()
             else:
-                rows = losses.tolist()
-            for e in range(ran):
-                run.train_loss.append(_epoch_mean(rows[e]))
-                run.lrs.append(lrs[e])
-                if ev is not None:
-                    v = valid_list[e]
-                    if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
-                        v = kernels.loss(ev[0], ev[1], W, b, backend=s.backend)
-                    run.valid_loss.append(v)
-                if verbose == 1:
-                    k = len(run.train_loss) - 1
-                    line = f"epoch: {first_epoch + k} - MSE: {round(run.train_loss[k], 4)}"
+                valid_list = None if ev is None else valid.tolist()
+                for e in range(ran):
+                    run.train_loss.append(means[e])
+                    run.lrs.append(lrs[e])
                     if ev is not None:
-                        line += f" - MSE_v: {round(run.valid_loss[k], 4)}"
-                    print(line, flush=True)
+                        v = valid_list[e]
+                        if math.isnan(v):  # the epoch was cut short: evaluate where it stopped
+                            v = kernels.loss(ev[0], ev[1], W, b, backend=s.backend)
+                        run.valid_loss.append(v)
+                    if verbose == 1:
+                        k = len(run.train_loss) - 1
+                        line = f"epoch: {first_epoch + k} - MSE: {round(run.train_loss[k], 4)}"
+                        if ev is not None:
+                            line += f" - MSE_v: {round(run.valid_loss[k], 4)}"
+                        print(line, flush=True)
             run.steps += steps
-            run.epochs += E if status == "completed" else ran
-            if not per_epoch:
-                chunk = min(2 * chunk, limit)
+            run.epochs += ran
+            chunk = min(2 * chunk, limit)
             if early_stopping:
                 crit = run.valid_loss[-1] if ev is not None else run.train_loss[-1]
-                if status == "completed":
+                if not stop:
                     if crit > best - s.tol:
                         no_improvement += 1
                     else:

@@ -78,11 +78,13 @@ from . import _checks as ck
 from . import _cuda_dispatch as _cd
 from ._backends import backend_name
 from ._call import _hyper, evaluation_arrays, keep_state, raise_if_diverged, run_call, update_arrays
+from ._history import epoch_means
 
 __all__ = [
     "TrainResult",
     "backend_name",
     "epoch",
+    "epoch_means",
     "gradient",
     "loss",
     "partial_gradient",
