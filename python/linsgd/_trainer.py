@@ -205,6 +205,7 @@ def run_epochs(
         if s.target_loss is None:
             chunk = min(n_epochs, limit)
     constant_lr = type(lr_of) is float
+    h = s.hyper
     run = Run(None if ev is None else [])
     best = math.inf
     snapshot = None
@@ -212,7 +213,9 @@ def run_epochs(
     stop = False
     try:
         while run.epochs < n_epochs and not stop:
-            E = min(chunk, n_epochs - run.epochs)
+            E = n_epochs - run.epochs
+            if chunk < E:
+                E = chunk
             epoch0 = first_epoch + run.epochs
             lrs = [lr_of] * E if constant_lr else lr_of(epoch0, E)
             orders = None
@@ -224,12 +227,17 @@ def run_epochs(
             elif R < M:
                 orders = np.ascontiguousarray(np.broadcast_to(np.arange(R), (E, R)))
             if bar is None:
+                # the hyper-parameters as keywords, not **: a call with a ** dict costs
+                # a dict made and taken apart again, a measurable part of a small fit
                 res = kernels.train(
                     X, Y, W, b, batch_size=bs, epochs=E,
                     lr=lr_of if constant_lr else np.array(lrs, dtype=np.float64),
                     orders=orders, eval_set=ev,
                     state=state, target_loss=s.target_loss, sample_weight=sw,
-                    check_finite=False, backend=s.backend, n_threads=s.n_threads, **s.hyper,
+                    check_finite=False, backend=s.backend, n_threads=s.n_threads,
+                    weight_decay=h["weight_decay"], decay_bias=h["decay_bias"], l2=h["l2"],
+                    momentum=h["momentum"], dampening=h["dampening"], nesterov=h["nesterov"],
+                    maximize=h["maximize"],
                 )  # fmt: skip
                 losses, valid, steps, status = res.losses, res.valid_losses, res.steps, res.status
             else:
@@ -280,7 +288,7 @@ def run_epochs(
                         print(line, flush=True)
             run.steps += steps
             run.epochs += ran
-            chunk = min(2 * chunk, limit)
+            chunk = 2 * chunk if 2 * chunk < limit else limit
             if early_stopping:
                 crit = run.valid_loss[-1] if ev is not None else run.train_loss[-1]
                 if not stop:
