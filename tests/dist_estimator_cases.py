@@ -54,9 +54,16 @@ CASES = {
     "early-stopping-float64": (
         (300, 4, 1, np.float64),
         dict(
-            lr=0.02, batch_size=16, epochs=80, early_stopping=True, n_iter_no_change=3,
-            tol=1e-5, random_state=0, shuffle=True, momentum=0.5,
-        ),  # fmt: skip
+            lr=0.02,
+            batch_size=16,
+            epochs=80,
+            early_stopping=True,
+            n_iter_no_change=3,
+            tol=1e-5,
+            random_state=0,
+            shuffle=True,
+            momentum=0.5,
+        ),
         {},
     ),
     "tol-verbose-float64": (
@@ -77,9 +84,14 @@ CASES = {
     "data-sharding-float64": (
         (101, 4, 2, np.float64),
         dict(
-            lr=0.05, batch_size=8, epochs=3, momentum=0.9, shuffle=True, random_state=1,
+            lr=0.05,
+            batch_size=8,
+            epochs=3,
+            momentum=0.9,
+            shuffle=True,
+            random_state=1,
             sharding="data",
-        ),  # fmt: skip
+        ),
         {"weighted": True},
     ),
     "closed-form-float64": (
@@ -212,7 +224,7 @@ def _gloo_main(out_dir):
     import torch.distributed as tdist
 
     rank = int(os.environ["RANK"])
-    tdist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    tdist.init_process_group("gloo", timeout=timedelta(seconds=120))
     groups = {1: tdist.new_group([0]), 2: tdist.new_group([0, 1]), 3: "torch"}
     results = {}
     for world, group in groups.items():
