@@ -49,6 +49,15 @@ def fit(comm: object, rank: int) -> None:
         oracle = distributed.simulate(X, y, W1, b1, world_size=world, **settings)
         same = W.tobytes() == W1.tobytes() and result.losses.tobytes() == oracle.losses.tobytes()
         print(f"{world} ranks, {result.steps} steps; the same bits as simulate: {same}")
+    # the estimator on the same group: fit (here with early stopping on a validation split
+    # of the rows) runs through distributed.train, every rank ends with the same model
+    model = linsgd.LinearRegressor(comm=comm, early_stopping=True, tol=1e-4, **settings)
+    model.fit(X, y)
+    if rank == 0:
+        print(
+            f"LinearRegressor(comm=...): {model.n_iter_} epochs, {model.t_} steps, "
+            f"R^2 {model.score(X, y):.4f}"
+        )
 
 
 # ----------------------------------------------------------------------------- --bench
@@ -85,9 +94,14 @@ def _bench_rank(rank: int, world: int, port: int, out: object) -> None:
         def run(epochs: int, X=X, y=y, W=W, b=b, batch=batch) -> None:
             distributed.train(X, y, W, b, comm=comm, batch_size=batch, epochs=epochs, lr=1e-3)
 
+        def fit(epochs: int, X=X, y=y, batch=batch) -> None:
+            est = linsgd.LinearRegressor(lr=1e-3, batch_size=batch, epochs=epochs, comm=comm)
+            est.fit(X, y)
+
         seconds = _time_per_step(run)
+        fit_seconds = _time_per_step(fit)
         if rank == 0:
-            out.put((world, batch, features, seconds))
+            out.put((world, batch, features, seconds, fit_seconds))
     tdist.destroy_process_group()
 
 
@@ -103,7 +117,11 @@ def bench() -> None:
         def run(epochs: int, X=X, y=y, W=W, b=b, batch=batch) -> None:
             kernels.train(X, y, W, b, batch_size=batch, epochs=epochs, lr=1e-3)
 
+        def fit(epochs: int, X=X, y=y, batch=batch) -> None:
+            linsgd.LinearRegressor(lr=1e-3, batch_size=batch, epochs=epochs).fit(X, y)
+
         rows.append(("one process (kernels.train)", batch, features, _time_per_step(run)))
+        rows.append(("one process (LinearRegressor)", batch, features, _time_per_step(fit)))
     ctx = mp.get_context("spawn")
     for world in (1, 2):
         queue = ctx.Queue()
@@ -112,8 +130,9 @@ def bench() -> None:
             port = s.getsockname()[1]
         mp.spawn(_bench_rank, args=(world, port, queue), nprocs=world, join=True)
         for _ in BENCH_SHAPES:
-            w, batch, features, seconds = queue.get(timeout=60)
+            w, batch, features, seconds, fit_seconds = queue.get(timeout=120)
             rows.append((f"distributed.train, W={w} (gloo)", batch, features, seconds))
+            rows.append((f"LinearRegressor(comm=), W={w}", batch, features, fit_seconds))
     print(f"linsgd {linsgd.__version__}, {os.cpu_count()} CPUs; time per step")
     print(f"{'':34s} {'batch x features':>18s} {'per step':>12s}")
     for what, batch, features, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
