@@ -51,7 +51,9 @@ def fit(comm: object, rank: int) -> None:
         print(f"{world} ranks, {result.steps} steps; the same bits as simulate: {same}")
     # the estimator on the same group: fit (here with early stopping on a validation split
     # of the rows) runs through distributed.train, every rank ends with the same model
-    model = linsgd.LinearRegressor(comm=comm, early_stopping=True, tol=1e-4, **settings)
+    model = linsgd.LinearRegressor(
+        comm=comm, early_stopping=True, tol=1e-4, n_iter_no_change=2, **dict(settings, epochs=40)
+    )
     model.fit(X, y)
     if rank == 0:
         print(
