@@ -107,8 +107,8 @@ class TorchCommunicator:
                 "torch.distributed.init_process_group('gloo') first (torchrun sets the "
                 "environment it reads)"
             )
-        backend = str(dist.get_backend(group)).lower()
-        if backend not in ("gloo", "nccl"):
+        backend = str(dist.get_backend(group)).lower()  # e.g. "gloo", "cpu:gloo,cuda:nccl"
+        if "gloo" not in backend and "nccl" not in backend:
             raise ValueError(
                 f"TorchCommunicator needs a gloo (CPU) or nccl (CUDA) process group, got "
                 f"backend {backend!r}"
@@ -117,9 +117,9 @@ class TorchCommunicator:
         self._dist = dist
         self.group = group
         self.backend = backend
-        self.device = (
-            torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else None
-        )
+        # a group with gloo moves CPU tensors (numpy memory as it is); NCCL alone, CUDA ones
+        gpu = "gloo" not in backend
+        self.device = torch.device("cuda", torch.cuda.current_device()) if gpu else None
         self.rank = int(dist.get_rank(group))
         self.world_size = int(dist.get_world_size(group))
 
