@@ -135,6 +135,27 @@ def test_data_sharding_equals_simulate_with_eval_sets_per_rank():
     assert outs[0].history_ == outs[1].history_
 
 
+def test_data_sharding_early_stopping_stops_every_rank_at_the_same_epoch():
+    """Each rank sets aside a part of its own rows; the global validation loss decides."""
+    world = 3
+    X, y = data(301, 4, 1, np.float64)
+
+    def fn(r, c):
+        sl = dist.shard_rows(301, r, world)
+        est = LinearRegressor(
+            lr=0.02, batch_size=8, epochs=60, early_stopping=True, n_iter_no_change=2,
+            tol=1e-4, random_state=0, comm=c, sharding="data",
+        )  # fmt: skip
+        return est.fit(X[sl], y[sl])
+
+    outs = ThreadWorld(world).run(fn)
+    assert all(not isinstance(o, BaseException) for o in outs), outs
+    assert len({(o.n_iter_, o.t_, o.best_epoch_) for o in outs}) == 1
+    assert outs[0].n_iter_ < 60
+    assert all(o.coef_.tobytes() == outs[0].coef_.tobytes() for o in outs)
+    assert all(o.history_ == outs[0].history_ for o in outs)
+
+
 @pytest.mark.parametrize("world", WORLDS)
 def test_failures_raise_on_every_rank_and_leave_every_model(world):
     outs = ThreadWorld(world).run(lambda r, c: failures(c, r, world))
