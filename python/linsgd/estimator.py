@@ -8,7 +8,9 @@ The estimator owns the hyper-parameters (:mod:`linsgd._params`), the data semant
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -390,10 +392,11 @@ default=None
         RankDeficientWarning
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
-        return self._fit_path()(
-            self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
-            n_epochs=None,
-        )  # fmt: skip
+        with self._on_group() as route:
+            return fit_model(
+                self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
+                n_epochs=None, **route,
+            )  # fmt: skip
 
     def partial_fit(
         self,
@@ -436,16 +439,19 @@ default=None
             When the epoch diverges; the model is left as it was.
         """
         resume = hasattr(self, "coef_")
-        return self._fit_path()(
-            self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1
-        )
+        with self._on_group() as route:
+            return fit_model(
+                self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1,
+                **route,
+            )  # fmt: skip
 
-    def _fit_path(self) -> Callable[..., LinearRegressor]:
+    def _on_group(self) -> AbstractContextManager[dict]:
+        # comm: the run goes through linsgd.distributed (fit_model's runner and solver)
         if self.comm is None:
-            return fit_model
-        from .distributed._estimator import fit_distributed
+            return contextlib.nullcontext({})
+        from .distributed._estimator import on_group
 
-        return fit_distributed
+        return on_group(self)
 
     # ------------------------------------------------------------------ prediction
 

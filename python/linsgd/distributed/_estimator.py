@@ -12,24 +12,24 @@ model is put back as it was.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import kernels
 from .._closed_form import closed_form as _local_closed_form
-from .._fit import fit_model
 from .._shuffle import TorchDataLoaderOrder
 from .._trainer import Run, RunSettings, _diverged, _epoch_mean, copy_state
 from ._comm import Communicator, as_communicator
 from ._train import _keywords, agree, shard_rows, train_on
 from ._tsqr import closed_form as _tsqr_closed_form
 
-__all__ = ["fit_distributed"]
+__all__ = ["on_group"]
 
 _SHARDINGS = ("batch", "data")
 _REDUCES = ("gather", "allreduce")
@@ -199,20 +199,11 @@ def _needs_seed(est: Any) -> bool:
     return bool(est.shuffle) or est.init == "torch" or bool(est.early_stopping)
 
 
-def fit_distributed(
-    est: Any,
-    X: Any,
-    y: Any,
-    sample_weight: Any,
-    eval_set: Any,
-    coef_init: Any,
-    intercept_init: Any,
-    *,
-    resume: bool,
-    n_epochs: int | None,
-) -> Any:
-    """:func:`linsgd._fit.fit_model` on ``est.comm``: the same arguments; every rank calls it,
-    and every rank ends with the same fitted attributes, or raises with its model unchanged."""
+@contextlib.contextmanager
+def on_group(est: Any) -> Iterator[dict]:
+    """The ``with`` block of a ``fit``/``partial_fit`` on ``est.comm``: yields the keywords
+    of :func:`linsgd._fit.fit_model` that run it on the group. Every rank ends the block with
+    the same fitted attributes, or raises with its model as it was before."""
     before = dict(est.__dict__)
     drv = None
     try:
@@ -223,10 +214,7 @@ def fit_distributed(
                 "random_state must be an int with comm= and shuffle=True, init='torch' or "
                 f"early_stopping=True, so that every rank draws the same rows, got {rs!r}"
             )
-        fit_model(
-            est, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=resume,
-            n_epochs=n_epochs, runner=drv.run_epochs, solve=drv.closed_form,
-        )  # fmt: skip
+        yield {"runner": drv.run_epochs, "solve": drv.closed_form}
         drv.agree([1.0])  # every rank committed: none puts its model back
     except BaseException as exc:
         if drv is not None and not drv.shared and drv.comm.world_size > 1:
@@ -237,4 +225,3 @@ def fit_distributed(
         est.__dict__.clear()
         est.__dict__.update(before)
         raise
-    return est
