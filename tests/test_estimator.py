@@ -100,6 +100,7 @@ def test_params_are_stored_unchanged_and_clone_works():
         "weight_decay", "decay_bias", "l2", "fit_intercept", "shuffle", "random_state",
         "solver", "tol", "n_iter_no_change", "target_loss", "drop_last", "init", "dtype",
         "backend", "verbose", "n_threads", "early_stopping", "validation_fraction", "warm_start",
+        "comm", "sharding", "reduce",
     }  # fmt: skip
     assert clone(model).get_params() == params
 

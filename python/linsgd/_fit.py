@@ -45,9 +45,13 @@ def fit_model(
     *,
     resume: bool,
     n_epochs: int | None,
+    runner: Callable[..., Run] = run_epochs,
+    solve: Callable[..., tuple] = closed_form,
 ) -> Any:
     """``fit`` (``n_epochs=None``: the ``epochs`` bound, stopping rules, the closed form),
-    or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``."""
+    or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``.
+    ``runner`` and ``solve`` run the epochs and the closed form (on a group of processes,
+    :mod:`linsgd.distributed._estimator` passes its own)."""
     p = validated_params(est)
     full_fit = n_epochs is None
     solver = p["solver"] if full_fit else "sgd"
@@ -121,7 +125,7 @@ def fit_model(
         p["auto_lr"] = None
         first_epoch = 0
     if solver == "closed_form":
-        coef, intercept = closed_form(
+        coef, intercept = solve(
             X_arr, Y, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
             l2=p["l2"], fit_intercept=p["fit_intercept"], sample_weight=sw,
         )  # fmt: skip
@@ -142,7 +146,7 @@ def fit_model(
             target_loss=p["target_loss"] if full_fit else None, verbose=p["verbose"],
             drop_last=p["drop_last"],
         )  # fmt: skip
-        run = run_epochs(
+        run = runner(
             settings, X_arr, Y, W, b, state, order_gen, ev, sw,
             p["epochs"] if full_fit else n_epochs, first_epoch, _lr_of(p),
         )  # fmt: skip

@@ -8,7 +8,9 @@ The estimator owns the hyper-parameters (:mod:`linsgd._params`), the data semant
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -154,6 +156,30 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         fit's data. So a warm fit with ``epochs=k`` gives the same parameters, bit for bit, as
         ``k`` calls of :meth:`partial_fit` (with a constant learning rate; :meth:`partial_fit`
         continues a schedule at epoch ``n_iter_`` instead).
+    comm : None, "torch", Communicator, torch.distributed.ProcessGroup or mpi4py.MPI.Comm, \
+default=None
+        Train on a group of processes, every rank calling :meth:`fit`/:meth:`partial_fit`
+        with the same parameters (see :ref:`distributed-estimator`). ``"torch"`` is the
+        default ``torch.distributed`` group; a process group or an mpi4py communicator is
+        wrapped by :func:`linsgd.distributed.as_communicator`. The steps run through
+        :func:`linsgd.distributed.train`; every decision (early stopping, ``target_loss``,
+        divergence) is taken on the global losses, so every rank ends with the same fitted
+        attributes, and a failure on one rank raises on every rank, each model left as it
+        was. ``random_state`` must be an int with ``shuffle``, ``init="torch"`` or
+        ``early_stopping``. ``solver="closed_form"`` runs
+        :func:`linsgd.distributed.closed_form`. A pickled model keeps ``"torch"`` but not a
+        communicator object (``comm`` is None once unpickled); :func:`sklearn.base.clone`
+        shares it. None: one process.
+    sharding : {"batch", "data"}, default="batch"
+        With ``comm``: ``"batch"``, every rank passes all rows and global batch ``k`` is the
+        one-process batch ``k``; ``"data"``, each rank passes its own rows (and its own
+        ``eval_set``; ``early_stopping`` sets aside a part of each rank's rows), the
+        validation loss being the mean over every rank's validation rows. See
+        :func:`linsgd.distributed.train`.
+    reduce : {"gather", "allreduce"}, default="gather"
+        With ``comm``: how the ranks add their gradients (see
+        :func:`linsgd.distributed.train`); ``"gather"`` adds them in rank order, the same bits
+        as :func:`linsgd.distributed.simulate`.
 
     Attributes
     ----------
@@ -233,6 +259,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         warm_start: bool = False,
+        comm: Any = None,
+        sharding: str = "batch",
+        reduce: str = "gather",
     ) -> None:
         self.lr = lr
         self.batch_size = batch_size
@@ -260,6 +289,27 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.warm_start = warm_start
+        self.comm = comm
+        self.sharding = sharding
+        self.reduce = reduce
+
+    def __getstate__(self) -> dict:
+        # a communicator is this process's connection to its group: it does not travel
+        state = super().__getstate__()
+        if not (state.get("comm") is None or isinstance(state["comm"], str)):
+            state = dict(state, comm=None)
+        return state
+
+    def __sklearn_clone__(self) -> LinearRegressor:
+        # the clone shares the communicator (a connection is not copied)
+        comm = self.comm
+        self.comm = None
+        try:
+            new = super().__sklearn_clone__()
+        finally:
+            self.comm = comm
+        new.comm = comm
+        return new
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -342,10 +392,11 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         RankDeficientWarning
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
-        return fit_model(
-            self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
-            n_epochs=None,
-        )  # fmt: skip
+        with self._on_group() as route:
+            return fit_model(
+                self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
+                n_epochs=None, **route,
+            )  # fmt: skip
 
     def partial_fit(
         self,
@@ -388,7 +439,19 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
             When the epoch diverges; the model is left as it was.
         """
         resume = hasattr(self, "coef_")
-        return fit_model(self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1)
+        with self._on_group() as route:
+            return fit_model(
+                self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1,
+                **route,
+            )  # fmt: skip
+
+    def _on_group(self) -> AbstractContextManager[dict]:
+        # comm: the run goes through linsgd.distributed (fit_model's runner and solver)
+        if self.comm is None:
+            return contextlib.nullcontext({})
+        from .distributed._estimator import on_group
+
+        return on_group(self)
 
     # ------------------------------------------------------------------ prediction
 

@@ -81,9 +81,13 @@ def _contiguous(buf: Any, what: str) -> np.ndarray:
 class TorchCommunicator:
     """A ``torch.distributed`` process group as a :class:`Communicator`.
 
-    The numpy buffers go to the collectives through ``torch.from_numpy``, which shares their
-    memory: nothing is copied on the way in or out. This suits gloo (CPU tensors); an NCCL
-    group needs CUDA tensors, which this adapter does not make (``ValueError``).
+    On a gloo group the numpy buffers go to the collectives through ``torch.from_numpy``,
+    which shares their memory: nothing is copied on the way in or out. An NCCL group moves
+    CUDA tensors only: a numpy buffer is copied to a tensor on this rank's GPU
+    (``torch.cuda.current_device()``, which the launcher sets, e.g. with
+    ``torch.cuda.set_device(local_rank)``), the collective runs there, and the result is
+    copied back. Every collective also takes a torch tensor (CPU for gloo, CUDA for NCCL),
+    which it uses as it is, in place.
 
     Parameters
     ----------
@@ -103,64 +107,98 @@ class TorchCommunicator:
                 "torch.distributed.init_process_group('gloo') first (torchrun sets the "
                 "environment it reads)"
             )
-        backend = str(dist.get_backend(group)).lower()
-        if backend != "gloo":
+        backend = str(dist.get_backend(group)).lower()  # e.g. "gloo", "cpu:gloo,cuda:nccl"
+        if "gloo" not in backend and "nccl" not in backend:
             raise ValueError(
-                f"TorchCommunicator moves numpy (CPU) buffers, which needs a gloo process "
-                f"group, got backend {backend!r}"
+                f"TorchCommunicator needs a gloo (CPU) or nccl (CUDA) process group, got "
+                f"backend {backend!r}"
             )
         self._torch = torch
         self._dist = dist
         self.group = group
+        self.backend = backend
+        # a group with gloo moves CPU tensors (numpy memory as it is); NCCL alone, CUDA ones
+        gpu = "gloo" not in backend
+        self.device = torch.device("cuda", torch.cuda.current_device()) if gpu else None
         self.rank = int(dist.get_rank(group))
         self.world_size = int(dist.get_world_size(group))
 
-    def allreduce_sum(self, buf: np.ndarray) -> None:
+    def __deepcopy__(self, memo: dict) -> TorchCommunicator:
+        return self  # a connection to the group: copies share it
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a TorchCommunicator is a connection of this process and cannot be pickled")
+
+    def _tensor(self, buf: Any, what: str) -> tuple[Any, np.ndarray | None]:
+        """The tensor the collective moves, and the numpy buffer to copy it back into (None
+        when the collective works on ``buf``'s own memory)."""
+        if isinstance(buf, self._torch.Tensor):
+            return buf, None
+        arr = _contiguous(buf, what)
+        t = self._torch.from_numpy(arr)
+        if self.device is None:
+            return t, None
+        return t.to(self.device), arr
+
+    def allreduce_sum(self, buf: Any) -> None:
         """Sum ``buf`` over the ranks in place, through ``torch.distributed.all_reduce(op=SUM)``.
 
         Parameters
         ----------
-        buf : ndarray
+        buf : ndarray or torch.Tensor
             This rank's values (writable, C-contiguous), overwritten with the sum.
         """
-        t = self._torch.from_numpy(_contiguous(buf, "allreduce_sum"))
+        t, back = self._tensor(buf, "allreduce_sum")
         self._dist.all_reduce(t, op=self._dist.ReduceOp.SUM, group=self.group)
+        if back is not None:
+            back[...] = t.cpu().numpy()
 
-    def allgather(self, buf: np.ndarray) -> np.ndarray:
+    def allgather(self, buf: Any) -> Any:
         """Gather every rank's ``buf``, through ``torch.distributed.all_gather``.
 
-        The gather writes into views of one result array.
+        The gather writes into views of one result array (or tensor).
 
         Parameters
         ----------
-        buf : ndarray
+        buf : ndarray or torch.Tensor
             This rank's values.
 
         Returns
         -------
-        ndarray of shape ``(world_size,) + buf.shape``
-            Row ``r`` holds rank ``r``'s ``buf``.
+        ndarray or torch.Tensor of shape ``(world_size,) + buf.shape``
+            Row ``r`` holds rank ``r``'s ``buf``; a tensor (on ``buf``'s device) when
+            ``buf`` is one.
         """
+        torch = self._torch
+        if isinstance(buf, torch.Tensor):
+            src = buf.contiguous()
+            out = torch.empty((self.world_size, *src.shape), dtype=src.dtype, device=src.device)
+            self._dist.all_gather(list(out.unbind(0)), src, group=self.group)
+            return out
         src = np.ascontiguousarray(buf)
+        if self.device is not None:
+            return self.allgather(torch.from_numpy(src).to(self.device)).cpu().numpy()
         out = np.empty((self.world_size, *src.shape), dtype=src.dtype)
-        views = [self._torch.from_numpy(out[r]) for r in range(self.world_size)]
-        self._dist.all_gather(views, self._torch.from_numpy(src), group=self.group)
+        views = [torch.from_numpy(out[r]) for r in range(self.world_size)]
+        self._dist.all_gather(views, torch.from_numpy(src), group=self.group)
         return out
 
-    def broadcast(self, buf: np.ndarray, root: int = 0) -> None:
+    def broadcast(self, buf: Any, root: int = 0) -> None:
         """Replace ``buf`` by rank ``root``'s in place, through ``torch.distributed.broadcast``.
 
         Parameters
         ----------
-        buf : ndarray
+        buf : ndarray or torch.Tensor
             Rank ``root``'s values to send, or this rank's buffer (writable, C-contiguous) to
             overwrite.
         root : int, default=0
             The rank whose values every rank receives.
         """
-        t = self._torch.from_numpy(_contiguous(buf, "broadcast"))
+        t, back = self._tensor(buf, "broadcast")
         src = root if self.group is None else self._dist.get_global_rank(self.group, root)
         self._dist.broadcast(t, src=src, group=self.group)
+        if back is not None:
+            back[...] = t.cpu().numpy()
 
 
 class MPICommunicator:
@@ -188,6 +226,12 @@ class MPICommunicator:
         self._mpi = mpi
         self.rank = int(comm.Get_rank())
         self.world_size = int(comm.Get_size())
+
+    def __deepcopy__(self, memo: dict) -> MPICommunicator:
+        return self  # a connection to the group: copies share it
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an MPICommunicator is a connection of this process and cannot be pickled")
 
     def allreduce_sum(self, buf: np.ndarray) -> None:
         """Sum ``buf`` over the ranks in place, through ``Allreduce(IN_PLACE, buf, op=SUM)``.

@@ -181,16 +181,54 @@ class _Local:
             ("eval_set", _crc(self.xv, self.yv), True),
         ]
 
-    def shard(self, sl: slice, seed_offset: int) -> _Shard:
-        """The rows ``sl`` as a shard of ``rows`` rows, shuffled (when asked) with the seed
-        ``random_state + seed_offset``."""
+    def shard(
+        self, sl: slice, seed_offset: int, order_gen: TorchDataLoaderOrder | None = None
+    ) -> _Shard:
+        """The rows ``sl`` as a shard, shuffled (when asked) by ``order_gen``, which continues
+        its stream, or else a generator seeded with ``random_state + seed_offset``."""
         x, y = self.x[sl], self.y[sl]
         m = x.shape[0]
         orders = None
         if self.shuffle and self.epochs:
-            orders = TorchDataLoaderOrder(self.seed + seed_offset).orders(m, self.epochs)
+            gen = TorchDataLoaderOrder(self.seed + seed_offset) if order_gen is None else order_gen
+            orders = gen.orders(m, self.epochs)
         rpe = m - m % self.batch_size if self.drop_last else m
         return _Shard(x, y, None if self.sw is None else self.sw[sl], rpe, orders)
+
+
+def _status_buffer(values: Sequence[float], error: BaseException | None) -> np.ndarray:
+    """The buffer of the argument exchange: ``[ok | values | message]``."""
+    n = _FIELDS
+    buf = np.zeros(n + 1 + _MESSAGE_BYTES)
+    buf[0] = 1.0 if error is None else 0.0
+    buf[1 : 1 + len(values)] = values
+    if error is not None:
+        text = f"{type(error).__name__}: {error}".encode()[:_MESSAGE_BYTES]
+        buf[n + 1 : n + 1 + len(text)] = np.frombuffer(text, np.uint8)
+    return buf
+
+
+def agree(
+    comm: Communicator,
+    values: Sequence[float],
+    error: BaseException | None = None,
+    what: str = "failed",
+) -> np.ndarray:
+    """Exchange up to ``_FIELDS`` floats (or this rank's ``error``) in one allgather shaped as
+    :func:`train`'s argument exchange, so that a rank that failed on its own meets the others
+    in any of them; raise :class:`DistributedError` on the ranks that did not fail, ``error``
+    on the one that did (the others' message: ``rank r {what} (its error)``). Returns the
+    ``(world_size, len(values))`` values."""
+    everyone = comm.allgather(_status_buffer(values, error))
+    failed = [r for r in range(comm.world_size) if everyone[r, 0] != 1.0]
+    if error is not None:
+        raise error
+    if failed:
+        r = failed[0]
+        raw = everyone[r, _FIELDS + 1 :].astype(np.uint8)
+        text = bytes(raw).rstrip(b"\0").decode(errors="replace")
+        raise DistributedError(f"rank {r} {what} ({text})", failed)
+    return everyone[:, 1 : 1 + len(values)]
 
 
 def _exchange_checks(comm: Communicator, make: Callable[[], _Local]) -> tuple[_Local, np.ndarray]:
@@ -205,29 +243,15 @@ def _exchange_checks(comm: Communicator, make: Callable[[], _Local]) -> tuple[_L
         error = None
     except Exception as exc:  # every rank must hear of it before it is raised
         local, sig, error = None, [], exc
-    n = _FIELDS
-    buf = np.zeros(n + 1 + _MESSAGE_BYTES)
-    buf[0] = 1.0 if error is None else 0.0
-    buf[1 : 1 + len(sig)] = [v for _, v, _ in sig]
-    if error is not None:
-        text = f"{type(error).__name__}: {error}".encode()[:_MESSAGE_BYTES]
-        buf[n + 1 : n + 1 + len(text)] = np.frombuffer(text, np.uint8)
-    everyone = comm.allgather(buf)
-    failed = [r for r in range(comm.world_size) if everyone[r, 0] != 1.0]
-    if error is not None:
-        raise error
-    if failed:
-        r = failed[0]
-        text = bytes(everyone[r, n + 1 :].astype(np.uint8)).rstrip(b"\0").decode(errors="replace")
-        raise DistributedError(f"rank {r} refused its arguments ({text})", failed)
+    everyone = agree(comm, [v for _, v, _ in sig], error, "refused its arguments")
     for k, (name, _, same) in enumerate(sig):
-        col = everyone[:, 1 + k]
+        col = everyone[:, k]
         if same and not np.all(col == col[0]):
             raise ValueError(
                 f"the ranks were given different {name}: every rank must pass the same "
                 f"(rank 0 differs from rank {int(np.argmax(col != col[0]))})"
             )
-    return local, everyone[:, 1 + _ROWS_FIELD]  # the ranks' row counts
+    return local, everyone[:, _ROWS_FIELD]  # the ranks' row counts
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -523,9 +547,16 @@ def train(
         sharding=sharding, reduce=reduce, eval_set=eval_set, target_loss=target_loss,
         backend=backend,
     )  # fmt: skip
-    c = as_communicator(comm)
+    return train_on(as_communicator(comm), X, Y, W, b, kw)
+
+
+def train_on(
+    c: Communicator, X, Y, W, b, kw: dict, order_gen: TorchDataLoaderOrder | None = None
+) -> TrainResult:
+    """:func:`train` on a communicator, with :func:`train`'s keywords as ``kw``; with
+    ``shuffle``, ``order_gen`` (when given) draws this rank's orders, continuing its stream."""
     loc, counts = _exchange_checks(c, lambda: _Local(X, Y, W, b, kw))
-    shard = loc.shard(slice(None), c.rank if loc.sharding == "data" else 0)
+    shard = loc.shard(slice(None), c.rank if loc.sharding == "data" else 0, order_gen)
     return _run(loc, {c.rank: shard}, c.world_size, counts, _gather_reduce(c, loc.reduce))
 
 
