@@ -34,6 +34,18 @@ from ._validation import (
 __all__ = ["commit", "fit_model"]
 
 
+def is_stream_input(X: Any) -> bool:
+    from ._stream import is_stream_input
+
+    return is_stream_input(X)
+
+
+def fit_source(*args: Any, **kwargs: Any) -> Any:
+    from ._stream import fit_source
+
+    return fit_source(*args, **kwargs)
+
+
 def fit_model(
     est: Any,
     X: Any,
@@ -48,7 +60,17 @@ def fit_model(
 ) -> Any:
     """``fit`` (``n_epochs=None``: the ``epochs`` bound, stopping rules, the closed form),
     or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``."""
+    if is_stream_input(X):  # a chunk source or a dask array: linsgd._stream
+        return fit_source(est, X, y, sample_weight, eval_set, coef_init, intercept_init,
+                          resume=resume, n_epochs=n_epochs)  # fmt: skip
     p = validated_params(est)
+    if p["shuffle"] == "chunks":
+        raise ValueError("shuffle='chunks' is for chunk sources (linsgd.io); use shuffle=True")
+    if y is None:
+        raise ValueError(
+            "LinearRegressor requires y to be passed, but the target y is None (y may be "
+            "None only when X is a linsgd.io chunk source)"
+        )
     full_fit = n_epochs is None
     solver = p["solver"] if full_fit else "sgd"
     # warm_start: fit starts from the fitted parameters and optimizer state
