@@ -290,6 +290,8 @@ def fit_source(
     warm = full_fit and p["warm_start"] and "coef_" in est.__dict__
     warm = warm and coef_init is None and intercept_init is None
     N, U = int(src.n_features), int(src.n_targets)
+    if U < 1 or N < 1:
+        raise ValueError(f"the source has {N} feature and {U} target columns; at least 1 of each is needed")
     if resume or warm:
         W, b = est._params_from_attrs()
         if warm and (b is not None) != p["fit_intercept"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._arrays import ArraySource
 from ._iterable import IterableSource
+from ._model import load_model, save_model
 from ._open import as_source, open_path
 from ._order import chunk_shuffle_order
 from ._readahead import read_ahead
@@ -24,6 +25,8 @@ __all__ = [
     "as_source",
     "chunk_shuffle_order",
     "is_source",
+    "load_model",
     "open_path",
     "read_ahead",
+    "save_model",
 ]

@@ -57,7 +57,7 @@ class ArraySource(SourceBase):
         ``(n_rows, n_columns)``; a ``.npy`` path is opened as a read-only memmap.
     y : array or str, optional
         ``(n_rows,)`` or ``(n_rows, n_targets)``. When None, ``target`` names the columns of
-        ``X`` that are the targets.
+        ``X`` that are the targets (None too: features only, for prediction).
     target : int or list of int, optional
         With ``y=None``: the target column(s) of ``X`` (an int gives a 1-D target).
     features : list of int, optional
@@ -93,9 +93,7 @@ class ArraySource(SourceBase):
             raise ValueError(f"X must be 2-D (rows, columns), got shape {tuple(X.shape)}")
         n, ncol = (int(s) for s in X.shape)
         if y is None:
-            if target is None:
-                raise ValueError("ArraySource needs y, or target= naming the target column(s)")
-            tcols = _columns(target, ncol, "target")
+            tcols = [] if target is None else _columns(target, ncol, "target")
             target_1d = isinstance(target, (int, np.integer))
             fcols = [c for c in range(ncol) if c not in tcols]
         else:

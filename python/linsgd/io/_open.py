@@ -37,20 +37,20 @@ def _index_or_name(value: Any) -> Any:
 def _one_array(arr: Any, target: Any, features: Any, path: str, **kw: Any) -> ArraySource:
     target = _index_or_name(target)
     features = _index_or_name(features)
-    if target is None:
-        raise ValueError(f"{path!r} holds one array: target= must name its target column index")
-    if not all(isinstance(c, int) for c in np.atleast_1d(np.asarray(target, dtype=object))):
+    if target is not None and not all(isinstance(c, int) for c in np.atleast_1d(np.asarray(target, dtype=object))):
         raise ValueError(f"{path!r} holds one array: target must be a column index, got {target!r}")
     return ArraySource(arr, target=target, features=features, **kw)
 
 
 def _named(container: Any, target: Any, features: Any, path: str, **kw: Any) -> ArraySource:
     xname = "X" if features is None else features
-    yname = "y" if target is None else target
+    yname = target if target is not None else ("y" if "y" in container else None)
     for name in (xname, yname):
-        if not isinstance(name, str) or name not in container:
+        if name is not None and (not isinstance(name, str) or name not in container):
             keys = sorted(container.keys())
             raise ValueError(f"array {name!r} not found in {path!r}; it has {keys}")
+    if yname is None:  # features only (prediction)
+        return ArraySource(container[xname], **kw)
     return ArraySource(container[xname], container[yname], **kw)
 
 

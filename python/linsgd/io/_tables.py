@@ -46,7 +46,7 @@ class _TableSource(SourceBase):
     def _columns(self, schema: Any, target: Any, features: Any, dtype: Any) -> None:
         pa = import_optional("pyarrow", type(self).__name__)
         present = list(schema.names)
-        tnames = _names(target, "target")
+        tnames = [] if target is None else _names(target, "target")
         if features is None:
             fnames = [c for c in present if c not in tnames]
         else:
@@ -143,8 +143,9 @@ class ParquetSource(_TableSource):
     ----------
     path : str or os.PathLike
         The file.
-    target : str or list of str
-        The target column (a str gives a 1-D target) or columns.
+    target : str or list of str or None
+        The target column (a str gives a 1-D target) or columns; None for features only
+        (prediction).
     features : str or list of str, optional
         The feature columns (default: every other column), or the name of one
         ``fixed_size_list<float>[n]`` column holding each row's features.
@@ -244,8 +245,9 @@ class CSVSource(_TableSource):
     ----------
     path : str or os.PathLike
         The file.
-    target : str or list of str
-        The target column (a str gives a 1-D target) or columns.
+    target : str or list of str or None
+        The target column (a str gives a 1-D target) or columns; None for features only
+        (prediction).
     features : str or list of str, optional
         The feature columns (default: every other column).
     chunk_rows : int, optional
