@@ -52,7 +52,9 @@ def _write(kind: str, d: str, X: np.ndarray, y: np.ndarray) -> str:
     else:
         p = os.path.join(d, "d.csv")
         names = ",".join([f"x{j}" for j in range(X.shape[1])] + ["t"])
-        np.savetxt(p, np.column_stack([X, y]), delimiter=",", fmt="%.17g", header=names, comments="")
+        np.savetxt(
+            p, np.column_stack([X, y]), delimiter=",", fmt="%.17g", header=names, comments=""
+        )
     return p
 
 
@@ -77,10 +79,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((M, N))
     y = X @ rng.standard_normal(N) + 0.1 * rng.standard_normal(M)
-    print(f"{M} x {N} float64 ({X.nbytes / 1e6:.0f} MB), chunks of {a.chunk_rows} rows, "
-          "batch 256, one epoch")  # fmt: skip
-    print(f"{'format':<14}{'read s':>9}{'read GB/s':>11}{'epoch s':>9}{'epoch/read':>12}"
-          f"{'no read-ahead':>15}")  # fmt: skip
+    print(
+        f"{M} x {N} float64 ({X.nbytes / 1e6:.0f} MB), chunks of {a.chunk_rows} rows, "
+        "batch 256, one epoch"
+    )
+    print(
+        f"{'format':<14}{'read s':>9}{'read GB/s':>11}{'epoch s':>9}{'epoch/read':>12}"
+        f"{'no read-ahead':>15}"
+    )
     with tempfile.TemporaryDirectory() as d:
         for kind in a.formats.split(","):
             try:
@@ -102,8 +108,10 @@ def main() -> None:
                 t = time.perf_counter()
                 est.fit(src)
                 times.append(time.perf_counter() - t)
-            print(f"{kind:<14}{t_read:>9.3f}{X.nbytes / t_read / 1e9:>11.2f}{times[0]:>9.3f}"
-                  f"{times[0] / t_read:>12.2f}{times[1] / t_read:>15.2f}")  # fmt: skip
+            print(
+                f"{kind:<14}{t_read:>9.3f}{X.nbytes / t_read / 1e9:>11.2f}{times[0]:>9.3f}"
+                f"{times[0] / t_read:>12.2f}{times[1] / t_read:>15.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ the command line's round trip, and dask."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -27,8 +26,14 @@ def _data(M=300, N=3, seed=0):
 
 def _csv(path, X, y, names=None):
     names = names or [f"x{j}" for j in range(X.shape[1])] + ["t"]
-    np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.17g",
-               header=",".join(names), comments="")  # fmt: skip
+    np.savetxt(
+        path,
+        np.column_stack([X, y]),
+        delimiter=",",
+        fmt="%.17g",
+        header=",".join(names),
+        comments="",
+    )
     return path
 
 
@@ -39,7 +44,9 @@ def test_nan_in_chunk_names_chunk_and_row():
     with pytest.raises(ValueError, match=r"chunk 3 of the source, row 20 \(row 170 overall\)"):
         LinearRegressor(epochs=2).fit(ArraySource(X, y, chunk_rows=50))
     with pytest.raises(ValueError, match=r"row 170 of the source"):
-        LinearRegressor(epochs=2, shuffle=True, random_state=0).fit(ArraySource(X, y, chunk_rows=50))
+        LinearRegressor(epochs=2, shuffle=True, random_state=0).fit(
+            ArraySource(X, y, chunk_rows=50)
+        )
 
 
 def test_failing_reader_leaves_model_unchanged():
@@ -74,21 +81,25 @@ def test_refusals_name_the_problem(tmp_path):
         LinearRegressor().fit(it, sample_weight=np.ones(300))
     with pytest.raises(ValueError, match="early_stopping=True"):
         LinearRegressor(early_stopping=True).fit(it)
-    with pytest.raises(ValueError, match="source has 3 features and 1 targets, but the model has 4"):
+    with pytest.raises(
+        ValueError, match="source has 3 features and 1 targets, but the model has 4"
+    ):
         LinearRegressor().fit(np.ones((10, 4)), np.ones(10)).partial_fit(it)
     with pytest.raises(FileNotFoundError, match="not found"):
         open_path(tmp_path / "missing.csv", target="t")
-    with pytest.raises(ValueError, match="unknown data format '.txt'"):
+    with pytest.raises(ValueError, match=r"unknown data format '\.txt'"):
         open_path(tmp_path / "a.txt")
     p = _csv(tmp_path / "d.csv", X, y)
-    with pytest.raises(ValueError, match=r"column 'nope' not found in .*it has \['x0', 'x1', 'x2', 't'\]"):
+    with pytest.raises(
+        ValueError, match=r"column 'nope' not found in .*it has \['x0', 'x1', 'x2', 't'\]"
+    ):
         CSVSource(p, target="nope")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,t\n1,2\nhello,3\n")
     with pytest.raises(ValueError, match=r"chunk 0 .*hello"):
         LinearRegressor().fit(CSVSource(bad, target="t"))
     pq.write_table(pa.table({"s": ["a", "b"], "t": [1.0, 2.0]}), tmp_path / "s.parquet")
-    with pytest.raises(TypeError, match="column 's' .* has type string, expected numbers"):
+    with pytest.raises(TypeError, match=r"column 's' .* has type string, expected numbers"):
         open_path(tmp_path / "s.parquet", target="t")
     with pytest.raises(ImportError, match=r"pip install 'linsgd\[io\]'"):
         from linsgd.io._source import import_optional
@@ -125,13 +136,34 @@ def test_cli_fit_predict_round_trip(fmt, tmp_path, capsys):
         data = str(tmp_path / "d.parquet")
         pq.write_table(pa.table(cols), data, row_group_size=150)
     model, out = str(tmp_path / "m.npz"), str(tmp_path / "p.npy")
-    args = ["fit", data, "--target", "t", "--features", "x0,x1,x2", "--lr", "0.05",
-            "--epochs", "3", "--batch-size", "16", "--momentum", "0.9", "--shuffle",
-            "--seed", "5", "--chunk-rows", "70", "-o", model]  # fmt: skip
+    args = [
+        "fit",
+        data,
+        "--target",
+        "t",
+        "--features",
+        "x0,x1,x2",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--momentum",
+        "0.9",
+        "--shuffle",
+        "--seed",
+        "5",
+        "--chunk-rows",
+        "70",
+        "-o",
+        model,
+    ]
     assert main(args) == 0
     assert main(["predict", model, data, "-o", out]) == 0
-    ref = LinearRegressor(lr=0.05, epochs=3, batch_size=16, momentum=0.9, shuffle=True,
-                          random_state=5).fit(X, y)  # fmt: skip
+    ref = LinearRegressor(
+        lr=0.05, epochs=3, batch_size=16, momentum=0.9, shuffle=True, random_state=5
+    ).fit(X, y)
     got, _ = load_model(model)
     assert np.array_equal(got.coef_, ref.coef_) and got.history_ == ref.history_
     assert np.array_equal(np.load(out), ref.predict(X))
@@ -144,8 +176,8 @@ def test_cli_fit_predict_round_trip(fmt, tmp_path, capsys):
     [
         (["fit", "{d}/missing.csv", "--target", "t", "-o", "{d}/m.npz"], "data file not found"),
         (["fit", "{d}/d.csv", "--target", "zz", "-o", "{d}/m.npz"], "column 'zz' not found"),
-        (["fit", "{d}/nan.csv", "--target", "t", "-o", "{d}/m.npz"], "row 1 (row 1 overall): X holds NaN"),
-        (["fit", "{d}/d.csv", "--target", "t", "--lr", "x", "-o", "{d}/m.npz"], "invalid float value"),
+        (["fit", "{d}/nan.csv", "--target", "t", "-o", "{d}/m.npz"], "row 1 overall): X holds NaN"),
+        (["fit", "{d}/d.csv", "--target", "t", "--lr", "x", "-o", "{d}/m.npz"], "invalid float"),
         (["fit", "{d}/d.csv", "--target", "t"], "the following arguments are required: -o"),
         (["info", "{d}/d.csv"], "is not a linsgd model file"),
         (["predict", "{d}/m0.npz", "{d}/d.csv", "-o", "{d}/p.txt"], "expected a .npy or .csv path"),
@@ -157,7 +189,9 @@ def test_cli_errors_are_one_line(args, message, tmp_path, capsys):
     _csv(tmp_path / "d.csv", X, y)
     (tmp_path / "nan.csv").write_text("x0,t\n1,2\n,3\n")
     (tmp_path / "s.csv").write_text("x0,t\n1,2\nabc,3\n")
-    assert main(["fit", str(tmp_path / "d.csv"), "--target", "t", "-o", str(tmp_path / "m0.npz")]) == 0
+    assert (
+        main(["fit", str(tmp_path / "d.csv"), "--target", "t", "-o", str(tmp_path / "m0.npz")]) == 0
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main([a.format(d=tmp_path) for a in args])
@@ -186,11 +220,13 @@ def test_memory_bounded_on_a_file_many_chunks_long(tmp_path):
         linsgd.LinearRegressor(epochs=2, lr=0.01, momentum=0.9, batch_size=64).fit(src)
         print(tracemalloc.get_traced_memory()[1])
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
     peak = int(out.stdout.split()[-1])
     chunk = rows * (N + 1) * 8
-    print(f"peak traced memory {peak / 1e6:.1f} MB = {peak / chunk:.1f} chunks; file {M * (N + 1) * 8 / 1e6:.1f} MB")
+    size = M * (N + 1) * 8
+    print(f"peak traced {peak / 1e6:.1f} MB = {peak / chunk:.1f} chunks; file {size / 1e6:.1f} MB")
     assert peak < 8 * chunk  # read-ahead holds 2, plus the one in training and its copies
 
 
@@ -200,11 +236,15 @@ def test_dask_ml_incremental_on_local_cluster():
     da = pytest.importorskip("dask.array")
     X, y = _data(400)
     dX, dy = da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=100)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster, timeout=60):  # fmt: skip
-        inc = dask_ml.Incremental(LinearRegressor(momentum=0.9, lr=0.05, batch_size=16),
-                                  shuffle_blocks=False)  # block order as sequential partial_fit
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, timeout=60),
+    ):
+        inc = dask_ml.Incremental(
+            LinearRegressor(momentum=0.9, lr=0.05, batch_size=16), shuffle_blocks=False
+        )  # block order as sequential partial_fit
         inc.fit(dX, dy)
     ref = LinearRegressor(momentum=0.9, lr=0.05, batch_size=16)
     for a in range(0, 400, 100):

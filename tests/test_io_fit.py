@@ -50,12 +50,14 @@ def _same(a: LinearRegressor, b: LinearRegressor) -> None:
 CONFIGS = {
     "plain": dict(lr=0.05),
     "momentum_schedule": dict(
-        lr=linsgd.schedules.StepLR(0.05, step_size=2, gamma=0.5), momentum=0.9,
-        nesterov=True, weight_decay=1e-3,
+        lr=linsgd.schedules.StepLR(0.05, step_size=2, gamma=0.5),
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-3,
     ),
     "shuffle": dict(lr=0.05, momentum=0.9, shuffle=True, random_state=7, l2=1e-3),
     "drop_last": dict(lr=0.05, momentum=0.5, shuffle=True, random_state=1, drop_last=True),
-}  # fmt: skip
+}
 
 
 def _write(kind: str, tmp_path, X, y):
@@ -94,8 +96,14 @@ def _write(kind: str, tmp_path, X, y):
         return ParquetSource(p, target="t", features="f", chunk_rows=77)
     if kind == "csv":
         p = tmp_path / "d.csv"
-        np.savetxt(p, np.column_stack([X, y]), delimiter=",", fmt="%.17g",
-                   header=",".join(list(cols)), comments="")  # fmt: skip
+        np.savetxt(
+            p,
+            np.column_stack([X, y]),
+            delimiter=",",
+            fmt="%.17g",
+            header=",".join(list(cols)),
+            comments="",
+        )
         return CSVSource(p, target="t", chunk_rows=77)
     assert kind == "iterable"
     return IterableSource([(X[a : a + 77], y[a : a + 77]) for a in range(0, len(X), 77)])
@@ -105,7 +113,9 @@ KINDS = ["numpy", "npy", "h5", "zarr", "dask", "parquet", "parquet_list", "csv",
 
 
 # an iterable has no random access: shuffle=True on it is refused (test_io_errors.py)
-CASES = [(k, c) for k in KINDS for c in CONFIGS if not (k == "iterable" and "shuffle" in CONFIGS[c])]
+CASES = [
+    (k, c) for k in KINDS for c in CONFIGS if not (k == "iterable" and "shuffle" in CONFIGS[c])
+]
 
 
 @pytest.mark.parametrize(("kind", "config"), CASES)
@@ -154,14 +164,18 @@ def test_partial_fit_carries_state(backend):
 def test_stopping_rules_and_eval_source():
     X, y = _data()
     Xv, yv = _data(90, seed=9)
-    for kw in (dict(target_loss=0.05), dict(tol=1e-3, n_iter_no_change=2),
-               dict(target_loss=0.05, shuffle=True, random_state=3)):  # fmt: skip
+    for kw in (
+        dict(target_loss=0.05),
+        dict(tol=1e-3, n_iter_no_change=2),
+        dict(target_loss=0.05, shuffle=True, random_state=3),
+    ):
         kw = dict(kw, lr=0.05, momentum=0.9, epochs=30, batch_size=8)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ref = LinearRegressor(**kw).fit(X, y, eval_set=(Xv, yv))
-            got = LinearRegressor(**kw).fit(ArraySource(X, y, chunk_rows=41),
-                                            eval_set=ArraySource(Xv, yv, chunk_rows=20))  # fmt: skip
+            got = LinearRegressor(**kw).fit(
+                ArraySource(X, y, chunk_rows=41), eval_set=ArraySource(Xv, yv, chunk_rows=20)
+            )
         _same(ref, got)
         assert ref.n_iter_ < 30  # a stopping rule fired, part-way through the run
         assert got.best_epoch_ == ref.best_epoch_
@@ -184,19 +198,31 @@ def test_shuffle_chunks_equals_kernels_train_with_orders():
     X, y = _data()
     sizes = [77] * 6 + [68]
     src = IterableSource([(X[a : a + 77], y[a : a + 77]) for a in range(0, M, 77)])
-    est = LinearRegressor(lr=0.05, momentum=0.9, epochs=3, batch_size=32, shuffle="chunks",
-                          random_state=11).fit(src)  # fmt: skip
+    est = LinearRegressor(
+        lr=0.05, momentum=0.9, epochs=3, batch_size=32, shuffle="chunks", random_state=11
+    ).fit(src)
     orders = np.stack([chunk_shuffle_order(sizes, 11, e) for e in range(3)])
     assert sorted(orders[1].tolist()) == list(range(M))  # a permutation of the rows
     W, b, state = np.zeros((1, N)), np.zeros(1), {}
-    res = kernels.train(X, y, W, b, batch_size=32, epochs=3, lr=0.05, momentum=0.9,
-                        orders=orders, state=state)  # fmt: skip
+    res = kernels.train(
+        X, y, W, b, batch_size=32, epochs=3, lr=0.05, momentum=0.9, orders=orders, state=state
+    )
     assert np.array_equal(est.coef_, W[0]) and est.intercept_ == b[0]
     assert est.history_["train_loss"] == [sum(r) / len(r) for r in res.losses.tolist()]
     # partial_fit continues with epoch n_iter_'s order
     est.partial_fit(src)
-    kernels.train(X, y, W, b, batch_size=32, epochs=1, lr=0.05, momentum=0.9, state=state,
-                  orders=chunk_shuffle_order(sizes, 11, 3)[None])  # fmt: skip
+    kernels.train(
+        X,
+        y,
+        W,
+        b,
+        batch_size=32,
+        epochs=1,
+        lr=0.05,
+        momentum=0.9,
+        state=state,
+        orders=chunk_shuffle_order(sizes, 11, 3)[None],
+    )
     assert np.array_equal(est.coef_, W[0])
 
 
@@ -209,8 +235,10 @@ def test_one_shot_iterator_gives_one_epoch():
     with pytest.raises(ValueError, match="one-shot iterator can be read once"):
         LinearRegressor(lr=0.05, epochs=2).fit(IterableSource(gen))
     factory = IterableSource(lambda: ((X[a : a + 50], y[a : a + 50]) for a in range(0, M, 50)))
-    _same(LinearRegressor(lr=0.05, epochs=3, batch_size=32).fit(X, y),
-          LinearRegressor(lr=0.05, epochs=3, batch_size=32).fit(factory))  # fmt: skip
+    _same(
+        LinearRegressor(lr=0.05, epochs=3, batch_size=32).fit(X, y),
+        LinearRegressor(lr=0.05, epochs=3, batch_size=32).fit(factory),
+    )
 
 
 def test_dask_array_directly():

@@ -33,8 +33,10 @@ def add_commands(sub: Any, types: dict) -> None:
     fit.add_argument("--batch-size", type=pos, default=32, help="rows per step (default: 32)")
     for name in ("momentum", "weight-decay", "l2"):
         fit.add_argument(f"--{name}", type=lr, default=0.0, help=f"{name} (default: 0)")
-    fit.add_argument("--shuffle", choices=tuple(_SHUFFLE), nargs="?", const="rows", default="none",
-                     help="none (default), rows (torch DataLoader order; the bare flag) or chunks")  # fmt: skip
+    fit.add_argument(
+        "--shuffle", choices=tuple(_SHUFFLE), nargs="?", const="rows", default="none",
+        help="none (default), rows (torch DataLoader order; the bare flag) or chunks",
+    )  # fmt: skip
     fit.add_argument("--seed", type=seed, default=0, help="random_state (default: 0)")
     fit.add_argument("--eval", metavar="DATA", help="validation data (same columns)")
     fit.add_argument("--dtype", choices=("float32", "float64"), default=None, help="model dtype")
@@ -42,33 +44,46 @@ def add_commands(sub: Any, types: dict) -> None:
     fit.add_argument("--verbose", type=types["int0"], default=0, help="0, 1 or 2 (rows/s)")
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     fit.set_defaults(_parser=fit)
-    pred = sub.add_parser("predict", help="predict with a saved model",
-                          description="Write MODEL's predictions on DATA to OUT (.npy or .csv).")  # fmt: skip
+    pred = sub.add_parser(
+        "predict", help="predict with a saved model",
+        description="Write MODEL's predictions on DATA to OUT (.npy or .csv).",
+    )  # fmt: skip
     pred.add_argument("model", metavar="MODEL")
     pred.add_argument("data", metavar="DATA")
-    pred.add_argument("--features", default=None,
-                      help="feature columns (default: those the model was fitted on)")  # fmt: skip
+    pred.add_argument(
+        "--features", default=None, help="feature columns (default: those the model was fitted on)"
+    )
     pred.add_argument("--chunk-rows", type=pos, default=None, help="rows per chunk")
     pred.add_argument("-o", "--output", required=True, metavar="OUT", help=".npy or .csv")
     pred.set_defaults(_parser=pred)
     info = sub.add_parser("info", help="describe a saved model")
     info.add_argument("model", metavar="MODEL")
     info.set_defaults(_parser=info)
-    bench = sub.add_parser("bench", help="run the benchmark (bench/run.py, bench/streaming.py)",
-                           description="Run bench/run.py (or bench/streaming.py with --streaming) "
-                           "of a source checkout; other arguments are passed on.")  # fmt: skip
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark (bench/run.py, bench/streaming.py)",
+        description="Run bench/run.py (or bench/streaming.py with --streaming) "
+        "of a source checkout; other arguments are passed on.",
+    )
     bench.add_argument("--streaming", action="store_true", help="the streaming benchmark")
     bench.set_defaults(_parser=bench)
 
 
 def _data_args(p: argparse.ArgumentParser, *, target_required: bool) -> None:
-    p.add_argument("data", metavar="DATA",
-                   help=".npy, .npz, .csv, .parquet, .h5 or .zarr")  # fmt: skip
-    p.add_argument("--target", required=target_required, metavar="COL",
-                   help="target column name (CSV, Parquet), array name (.npz, .h5, zarr group) "
-                   "or column index (.npy)")  # fmt: skip
-    p.add_argument("--features", default=None, metavar="COLS",
-                   help="comma-separated feature columns (default: all others)")  # fmt: skip
+    p.add_argument("data", metavar="DATA", help=".npy, .npz, .csv, .parquet, .h5 or .zarr")
+    p.add_argument(
+        "--target",
+        required=target_required,
+        metavar="COL",
+        help="target column name (CSV, Parquet), array name (.npz, .h5, zarr group) "
+        "or column index (.npy)",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        metavar="COLS",
+        help="comma-separated feature columns (default: all others)",
+    )
     p.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk (default 65536)")
 
 
@@ -84,7 +99,11 @@ def _fit(args: argparse.Namespace) -> int:
     feats = _features_arg(_columns(args.features))
     kw = {"chunk_rows": args.chunk_rows, "dtype": args.dtype}
     src = open_path(args.data, target=args.target, features=feats, **kw)
-    ev = None if args.eval is None else open_path(args.eval, target=args.target, features=feats, **kw)
+    ev = (
+        None
+        if args.eval is None
+        else open_path(args.eval, target=args.target, features=feats, **kw)
+    )
     est = LinearRegressor(
         lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, momentum=args.momentum,
         weight_decay=args.weight_decay, l2=args.l2, shuffle=_SHUFFLE[args.shuffle],
@@ -93,7 +112,8 @@ def _fit(args: argparse.Namespace) -> int:
     est.fit(src, eval_set=ev)
     meta = {"data": os.path.abspath(args.data), "target": args.target, "features": feats}
     save_model(est, args.output, metadata=meta)
-    line = f"linsgd fit: {est.n_iter_} epochs, {est.t_} steps, train MSE {est.history_['train_loss'][-1]:.6g}"
+    loss = est.history_["train_loss"][-1]
+    line = f"linsgd fit: {est.n_iter_} epochs, {est.t_} steps, train MSE {loss:.6g}"
     if "valid_loss" in est.history_:
         line += f", valid MSE {est.history_['valid_loss'][-1]:.6g}"
     print(f"{line} -> {args.output}")
@@ -111,8 +131,10 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         src = open_path(args.data, features=feats, chunk_rows=args.chunk_rows)
     if src.n_features != est.n_features_in_:
-        raise ValueError(f"{args.data!r} has {src.n_features} feature columns, but the model "
-                         f"expects {est.n_features_in_}")  # fmt: skip
+        raise ValueError(
+            f"{args.data!r} has {src.n_features} feature columns, but the model "
+            f"expects {est.n_features_in_}"
+        )
     parts = [est.predict(X) for X, _ in src.iter_chunks(0)]
     P = np.concatenate(parts)
     out = args.output
@@ -132,10 +154,14 @@ def _info(args: argparse.Namespace) -> int:
     from .io import load_model
 
     est, h = load_model(args.model)
-    print(f"{h['format']} version {h['version']}: LinearRegressor with {est.n_features_in_} "
-          f"features, {np.size(est.intercept_)} output(s), dtype {est.coef_.dtype}")  # fmt: skip
-    print(f"trained {est.n_iter_} epochs, {est.t_} steps; last train MSE "
-          f"{est.history_['train_loss'][-1]:.6g}")  # fmt: skip
+    print(
+        f"{h['format']} version {h['version']}: LinearRegressor with {est.n_features_in_} "
+        f"features, {np.size(est.intercept_)} output(s), dtype {est.coef_.dtype}"
+    )
+    print(
+        f"trained {est.n_iter_} epochs, {est.t_} steps; last train MSE "
+        f"{est.history_['train_loss'][-1]:.6g}"
+    )
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(h["params"].items()))
     print(f"params: {params}")
     print(f"coef_: {np.array2string(np.asarray(est.coef_), precision=6)}")
@@ -150,8 +176,10 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     script = os.path.join(os.path.dirname(os.path.dirname(here)), "bench", name)
     if not os.path.isfile(script):
-        args._parser.error(f"bench/{name} not found: the benchmarks live in linsgd's source "
-                           "repository (run this from a source checkout)")  # fmt: skip
+        args._parser.error(
+            f"bench/{name} not found: the benchmarks live in linsgd's source "
+            "repository (run this from a source checkout)"
+        )
     return subprocess.call([sys.executable, script, *rest])
 
 

@@ -15,7 +15,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -52,12 +52,22 @@ class ChunkShuffle:
         return {"chunks_seed": self.seed}
 
 
-def _check_piece(X: Any, Y: Any, dt: np.dtype, N: int, where: Callable[[int], str]):
+def _check_piece(X: Any, Y: Any, dt: np.dtype, N: int, label: str, rows: Any = 0):
+    """A piece as C-contiguous ``(X, Y)`` of ``dt``, checked; errors name ``label`` and the row
+    (``rows``: the source row of the piece's first row, or of each of its rows)."""
+
+    def where(r: int) -> str:
+        if isinstance(rows, np.ndarray):
+            return f"{label}: row {int(rows[r])} of the source"
+        return f"{label}, row {r} (row {rows + r} overall)"
+
     X = np.ascontiguousarray(X, dtype=dt)
     Y = np.ascontiguousarray(Y, dtype=dt)
     Y = Y.reshape(len(Y), -1)
     if X.ndim != 2 or X.shape[1] != N or len(Y) != len(X):
-        raise ValueError(f"{where(0)}: X has shape {X.shape} and y {Y.shape}; expected {N} features")
+        raise ValueError(
+            f"{where(0)}: X has shape {X.shape} and y {Y.shape}; expected {N} features"
+        )
     for name, a in (("X", X), ("y", Y)):
         bad = ~np.isfinite(a)
         if bad.any():
@@ -79,9 +89,7 @@ class _Stream:
     def _in_order(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         row = 0
         for k, (X, y) in enumerate(self.src.iter_chunks(0)):
-            at = row
-            yield _check_piece(X, y, self.dt, self.W.shape[1],
-                               lambda r: f"chunk {k} of the source, row {r} (row {at + r} overall)")  # fmt: skip
+            yield _check_piece(X, y, self.dt, self.W.shape[1], f"chunk {k} of the source", row)
             row += len(X)
 
     def _dataloader(self, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -91,16 +99,16 @@ class _Stream:
             rows = np.sort(idx)
             Xs, ys = self.src.take(rows)
             pos = np.searchsorted(rows, idx)
-            w = a // win
-            yield _check_piece(np.asarray(Xs)[pos], np.asarray(ys)[pos], self.dt, self.W.shape[1],
-                               lambda r: f"shuffle window {w}: row {int(idx[r])} of the source")  # fmt: skip
+            label = f"shuffle window {a // win}"
+            yield _check_piece(
+                np.asarray(Xs)[pos], np.asarray(ys)[pos], self.dt, self.W.shape[1], label, idx
+            )
 
     def _chunks(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng, perm = chunk_order(self.src.n_chunks, self.order.seed, epoch)
         for k in perm.tolist():
             X, y = next(iter(self.src.iter_chunks(k)))
-            X, Y = _check_piece(X, y, self.dt, self.W.shape[1],
-                                lambda r: f"chunk {k} of the source, row {r}")  # fmt: skip
+            X, Y = _check_piece(X, y, self.dt, self.W.shape[1], f"chunk {k} of the source")
             rows = rng.permutation(len(X))
             yield X[rows], Y[rows]
 
@@ -151,8 +159,9 @@ class _Stream:
                     carry.append((X[:i], Y[:i]))
                     if held + i < bs:
                         continue
-                    status = train(np.concatenate([c[0] for c in carry]),
-                                   np.concatenate([c[1] for c in carry]))  # fmt: skip
+                    status = train(
+                        np.concatenate([c[0] for c in carry]), np.concatenate([c[1] for c in carry])
+                    )
                     carry = []
                     if status != "completed":
                         break
@@ -169,8 +178,9 @@ class _Stream:
                     self._progress(epoch, rows, nbytes, now - t0, end="\r")
             else:
                 if carry and not p["drop_last"]:
-                    status = train(np.concatenate([c[0] for c in carry]),
-                                   np.concatenate([c[1] for c in carry]))  # fmt: skip
+                    status = train(
+                        np.concatenate([c[0] for c in carry]), np.concatenate([c[1] for c in carry])
+                    )
         finally:
             stream.close()
         if self.verbose >= 2:
@@ -187,8 +197,13 @@ class _Stream:
     @staticmethod
     def _progress(epoch: int, rows: int, nbytes: int, dt: float, end: str) -> None:
         dt = max(dt, 1e-9)
-        print(f"linsgd: epoch {epoch}: {rows:,} rows in {dt:.2f} s, {rows / dt:,.0f} rows/s, "
-              f"{nbytes / dt / 1e6:,.1f} MB/s", end=end, file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"linsgd: epoch {epoch}: {rows:,} rows in {dt:.2f} s, {rows / dt:,.0f} rows/s, "
+            f"{nbytes / dt / 1e6:,.1f} MB/s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     # -- the run -----------------------------------------------------------------------
     def run(self, n_epochs: int, first_epoch: int, tol: float | None, full_fit: bool) -> Run:
@@ -203,7 +218,9 @@ class _Stream:
             run.train_loss.append(_epoch_mean(losses))
             run.lrs.append(lr)
             if ev is not None:
-                run.valid_loss.append(kernels.loss(ev[0], ev[1], self.W, self.b, backend=p["backend"]))
+                run.valid_loss.append(
+                    kernels.loss(ev[0], ev[1], self.W, self.b, backend=p["backend"])
+                )
             if self.verbose >= 1:
                 line = f"epoch: {epoch} - MSE: {round(run.train_loss[-1], 4)}"
                 if ev is not None:
@@ -220,8 +237,11 @@ class _Stream:
                     best = crit
                     run.best_epoch = epoch
                     if ev is not None:
-                        snapshot = (self.W.copy(), None if self.b is None else self.b.copy(),
-                                    copy_state(self.state))  # fmt: skip
+                        snapshot = (
+                            self.W.copy(),
+                            None if self.b is None else self.b.copy(),
+                            copy_state(self.state),
+                        )
                 if no_improvement >= p["n_iter_no_change"]:
                     stop = True
         run.stopped = stop
@@ -238,11 +258,13 @@ def _eval_arrays(eval_set: Any, N: int, U: int, dt: np.dtype):
     """``eval_set`` as arrays: a source (or a dask array pair) is read whole, once."""
     if eval_set is None:
         return None
-    if is_source(eval_set) or (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2
-                               and is_dask_array(eval_set[0])):  # fmt: skip
+    dask_pair = isinstance(eval_set, (tuple, list)) and len(eval_set) == 2
+    if is_source(eval_set) or (dask_pair and is_dask_array(eval_set[0])):
         src = eval_set if is_source(eval_set) else as_source(*eval_set)
-        parts = [_check_piece(X, y, dt, N, lambda r, k=k: f"eval_set chunk {k}, row {r}")
-                 for k, (X, y) in enumerate(src.iter_chunks(0))]  # fmt: skip
+        parts = [
+            _check_piece(X, y, dt, N, f"eval_set chunk {k}")
+            for k, (X, y) in enumerate(src.iter_chunks(0))
+        ]
         eval_set = (np.concatenate([a for a, _ in parts]), np.concatenate([c for _, c in parts]))
     return check_eval_set(eval_set, N, U, dt)
 
@@ -250,8 +272,13 @@ def _eval_arrays(eval_set: Any, N: int, U: int, dt: np.dtype):
 def _stream_auto_lr(src: Any, dt: np.dtype, U: int, fit_intercept: bool, p: dict) -> float:
     """``lr='auto'`` from one pass: the smallest chunk rate is that of the largest row norm."""
     lrs = [
-        auto_lr(np.asarray(X, dtype=dt), U, fit_intercept=fit_intercept,
-                weight_decay=p["weight_decay"], l2=p["l2"])  # fmt: skip
+        auto_lr(
+            np.asarray(X, dtype=dt),
+            U,
+            fit_intercept=fit_intercept,
+            weight_decay=p["weight_decay"],
+            l2=p["l2"],
+        )
         for X, _ in read_ahead(src.iter_chunks(0), getattr(src, "prefetch", 2))
     ]
     return min(lrs)
@@ -291,12 +318,16 @@ def fit_source(
     warm = warm and coef_init is None and intercept_init is None
     N, U = int(src.n_features), int(src.n_targets)
     if U < 1 or N < 1:
-        raise ValueError(f"the source has {N} feature and {U} target columns; at least 1 of each is needed")
+        raise ValueError(
+            f"the source has {N} feature and {U} target columns; at least 1 of each is needed"
+        )
     if resume or warm:
         W, b = est._params_from_attrs()
         if warm and (b is not None) != p["fit_intercept"]:
-            raise ValueError(f"warm_start=True: fit_intercept={p['fit_intercept']} differs from the "
-                             "fitted model's; refit with warm_start=False")  # fmt: skip
+            raise ValueError(
+                f"warm_start=True: fit_intercept={p['fit_intercept']} differs from the fitted "
+                "model's; refit with warm_start=False"
+            )
         dt = W.dtype
         if W.shape != (U, N):
             raise ValueError(
@@ -340,8 +371,9 @@ def fit_source(
         use_seed = bool(shuffle) or p["init"] == "torch"
         seed = seed_of(est.random_state) if use_seed else None
         torch_init = p["init"] == "torch" and coef_init is None and intercept_init is None
-        W, b = initial_params(coef_init, intercept_init, N, U, dt, p["fit_intercept"],
-                              seed if torch_init else None)  # fmt: skip
+        W, b = initial_params(
+            coef_init, intercept_init, N, U, dt, p["fit_intercept"], seed if torch_init else None
+        )
         if shuffle == "chunks":
             order = ChunkShuffle(seed)
         elif shuffle:

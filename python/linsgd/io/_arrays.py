@@ -48,8 +48,7 @@ def _read(arr: Any, index: Any) -> np.ndarray:
 
 
 class ArraySource(SourceBase):
-    """Chunks of rows from arrays that slice: numpy, ``np.memmap``, a ``.npy`` path, an h5py
-    dataset, a zarr array, a dask array.
+    """Chunks of rows from arrays that slice (numpy, memmap, h5py, zarr, dask, ``.npy`` paths).
 
     Parameters
     ----------
@@ -65,7 +64,7 @@ class ArraySource(SourceBase):
     chunk_rows : int, optional
         Rows per chunk (default 65536; for a dask array, its row blocks).
     dtype : str or numpy.dtype, optional
-        float32 or float64 (default: float32 data stays float32, anything else float64).
+        The dtype: float32 or float64 (default: float32 data stays float32, anything else float64).
     prefetch : int, default=2
         Chunks read ahead by a background thread while the model trains (0: none).
 
@@ -74,8 +73,6 @@ class ArraySource(SourceBase):
     Random access (:meth:`take`) reads the given rows with one fancy index (zarr: its
     orthogonal index), so ``shuffle=True`` works on every array source.
     """
-
-    random_access = True
 
     def __init__(
         self,
@@ -110,14 +107,16 @@ class ArraySource(SourceBase):
         self._all_features = y is not None and fcols == list(range(ncol))
         self._X, self._y, self._fcols, self._tcols = X, y, fcols, tcols
         n_targets = len(tcols) if y is None else (1 if len(y.shape) == 1 else int(y.shape[1]))
-        super().__init__(len(fcols), n_targets, source_dtype(dtype, X.dtype), prefetch)
+        super().__init__(len(fcols), n_targets, source_dtype(dtype, X.dtype), prefetch, True)
         self.target_1d = target_1d
         self.n_rows = n
         dask_blocks = getattr(X, "chunks", None)
         if chunk_rows is None and hasattr(X, "compute") and dask_blocks is not None:
             sizes = [int(s) for s in dask_blocks[0]]
         else:
-            rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else positive_int(chunk_rows, "chunk_rows")
+            rows = (
+                DEFAULT_CHUNK_ROWS if chunk_rows is None else positive_int(chunk_rows, "chunk_rows")
+            )
             sizes = [min(rows, n - a) for a in range(0, n, rows)]
         self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self.n_chunks = len(sizes)
@@ -153,7 +152,7 @@ class ArraySource(SourceBase):
         Parameters
         ----------
         rows : numpy.ndarray
-            int64 row numbers, increasing.
+            Row numbers (int64), increasing.
 
         Returns
         -------

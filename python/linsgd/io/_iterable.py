@@ -14,15 +14,18 @@ __all__ = ["IterableSource"]
 
 
 class IterableSource(SourceBase):
-    """Chunks from a sequence of ``(X, y)`` pairs, a callable returning a fresh iterable of
-    them (one per epoch), or a one-shot iterator (one epoch only).
+    """Chunks from a sequence of ``(X, y)`` pairs, a callable or a one-shot iterator.
+
+    A callable returns a fresh iterable of them for each epoch; a one-shot iterator gives
+    one epoch only.
 
     Parameters
     ----------
     chunks : sequence, callable or iterator of (X, y)
         The chunks, in order; each ``X`` is 2-D, each ``y`` 1-D (or 2-D for several targets).
     dtype : str or numpy.dtype, optional
-        float32 or float64 (default: that of the first chunk's ``X``, float32 or else float64).
+        The dtype: float32 or float64 (default: float32 when the first chunk's ``X`` is
+        float32, else float64).
     prefetch : int, default=2
         Chunks read ahead by a background thread while the model trains (0: none).
 
@@ -56,8 +59,8 @@ class IterableSource(SourceBase):
                 f"IterableSource: chunk 0 has X of shape {X.shape} and y of shape {y.shape}; "
                 "expected 2-D X and 1-D or 2-D y"
             )
-        super().__init__(X.shape[1], 1 if y.ndim == 1 else y.shape[1],
-                         source_dtype(dtype, X.dtype), prefetch)  # fmt: skip
+        U = 1 if y.ndim == 1 else y.shape[1]
+        super().__init__(X.shape[1], U, source_dtype(dtype, X.dtype), prefetch, False)
         self.target_1d = y.ndim == 1
         if self._seq is not None:
             self.n_chunks = len(self._seq)

@@ -104,7 +104,9 @@ def load_model(path: Any) -> tuple[Any, dict]:
         data = np.load(p, allow_pickle=False)
         header = json.loads(str(data[_HEADER])) if _HEADER in data.files else None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{p!r} is not a linsgd model file: {' '.join(str(exc).split())}") from None
+        raise ValueError(
+            f"{p!r} is not a linsgd model file: {' '.join(str(exc).split())}"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{p!r} is not a linsgd model file (written by linsgd.io.save_model)")
     if header.get("version") not in range(1, FORMAT_VERSION + 1):
@@ -115,7 +117,9 @@ def load_model(path: Any) -> tuple[Any, dict]:
     est = LinearRegressor(**header["params"])
     coef = data["coef_"]
     est.coef_ = coef.copy()
-    est.intercept_ = coef.dtype.type(data["intercept_"]) if coef.ndim == 1 else data["intercept_"].copy()
+    est.intercept_ = (
+        coef.dtype.type(data["intercept_"]) if coef.ndim == 1 else data["intercept_"].copy()
+    )
     est._has_intercept = header["has_intercept"]
     est.n_features_in_ = header["n_features_in_"]
     est.n_iter_, est.t_ = header["n_iter_"], header["t_"]
@@ -129,7 +133,9 @@ def load_model(path: Any) -> tuple[Any, dict]:
     est._optimizer_state = state
     order = header.get("order")
     if order is not None and "order/key" in data.files:
-        order = {"bit_generator": order["bit_generator"],
-                 "state": {"key": data["order/key"].copy(), "pos": order["pos"]}}  # fmt: skip
+        order = {
+            "bit_generator": order["bit_generator"],
+            "state": {"key": data["order/key"].copy(), "pos": order["pos"]},
+        }
     est._order_state = order
     return est, header

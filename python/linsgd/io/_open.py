@@ -37,7 +37,9 @@ def _index_or_name(value: Any) -> Any:
 def _one_array(arr: Any, target: Any, features: Any, path: str, **kw: Any) -> ArraySource:
     target = _index_or_name(target)
     features = _index_or_name(features)
-    if target is not None and not all(isinstance(c, int) for c in np.atleast_1d(np.asarray(target, dtype=object))):
+    if target is not None and not all(
+        isinstance(c, int) for c in np.atleast_1d(np.asarray(target, dtype=object))
+    ):
         raise ValueError(f"{path!r} holds one array: target must be a column index, got {target!r}")
     return ArraySource(arr, target=target, features=features, **kw)
 
@@ -81,7 +83,7 @@ def open_path(
     chunk_rows : int, optional
         Rows per chunk (default 65536).
     dtype : str or numpy.dtype, optional
-        float32 or float64.
+        The dtype: float32 or float64.
     prefetch : int, default=2
         Chunks read ahead while training (0: none).
 
@@ -96,8 +98,10 @@ def open_path(
     ext = os.path.splitext(p)[1].lower()
     kw = {"chunk_rows": chunk_rows, "dtype": dtype, "prefetch": prefetch}
     if ext not in FORMATS:
-        raise ValueError(f"{p!r}: unknown data format {ext or '(no extension)'!r}; expected one of "
-                         f"{', '.join(FORMATS)}")  # fmt: skip
+        raise ValueError(
+            f"{p!r}: unknown data format {ext or '(no extension)'!r}; expected one of "
+            f"{', '.join(FORMATS)}"
+        )
     if not os.path.exists(p):
         raise FileNotFoundError(f"data file not found: {p!r}")
     if ext == ".csv":

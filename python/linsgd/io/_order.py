@@ -39,7 +39,7 @@ def chunk_shuffle_order(chunk_rows: Sequence[int], seed: int, epoch: int) -> np.
     Returns
     -------
     numpy.ndarray
-        int64 array of ``sum(chunk_rows)`` row indices.
+        The ``sum(chunk_rows)`` row indices (int64).
     """
     sizes = np.asarray(chunk_rows, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])

@@ -45,14 +45,48 @@ class ChunkSource(Protocol):
     random_access: bool
 
     def iter_chunks(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(X, y)`` chunks in storage order, from chunk number ``start`` on."""
+        """Yield ``(X, y)`` chunks in storage order, from chunk number ``start`` on.
+
+        Parameters
+        ----------
+        start : int, default=0
+            The first chunk.
+
+        Yields
+        ------
+        tuple of numpy.ndarray
+            ``(X, y)``: ``X`` of shape ``(rows, n_features)``, ``y`` of shape ``(rows,)``
+            (``target_1d``) or ``(rows, n_targets)``.
+        """
 
     def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows ``rows`` (sorted, without repeats) as one ``(X, y)`` pair."""
+        """The rows ``rows`` (sorted, without repeats) as one ``(X, y)`` pair.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray
+            Row numbers (int64), increasing.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(X, y)``.
+        """
 
 
 def is_source(obj: Any) -> bool:
-    """Whether ``obj`` is a chunk source (has ``iter_chunks`` and ``n_features``)."""
+    """Whether ``obj`` is a chunk source (has ``iter_chunks`` and ``n_features``).
+
+    Parameters
+    ----------
+    obj : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        True for a source.
+    """
     return callable(getattr(obj, "iter_chunks", None)) and hasattr(obj, "n_features")
 
 
@@ -91,12 +125,13 @@ class SourceBase:
     in the training thread).
     """
 
-    n_rows: int | None = None
-    n_chunks: int | None = None
-    random_access: bool = False
-    target_1d: bool = True
-
-    def __init__(self, n_features: int, n_targets: int, dtype: np.dtype, prefetch: int) -> None:
+    def __init__(
+        self, n_features: int, n_targets: int, dtype: np.dtype, prefetch: int, random_access: bool
+    ) -> None:
+        self.n_rows: int | None = None
+        self.n_chunks: int | None = None
+        self.random_access = random_access
+        self.target_1d = True
         self.n_features = int(n_features)
         self.n_targets = int(n_targets)
         self.dtype = np.dtype(dtype)
@@ -125,7 +160,7 @@ class SourceBase:
         Parameters
         ----------
         rows : numpy.ndarray
-            int64 row numbers, increasing.
+            Row numbers (int64), increasing.
 
         Returns
         -------

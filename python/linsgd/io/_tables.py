@@ -41,8 +41,6 @@ def _path(path: Any, what: str) -> str:
 class _TableSource(SourceBase):
     """Columns of a pyarrow table, chunk by chunk, into ``(X, y)``; random access by chunk."""
 
-    random_access = True
-
     def _columns(self, schema: Any, target: Any, features: Any, dtype: Any) -> None:
         pa = import_optional("pyarrow", type(self).__name__)
         present = list(schema.names)
@@ -65,11 +63,13 @@ class _TableSource(SourceBase):
                     f"column {c!r} of {self._file!r} has type {t}, expected numbers "
                     "(or one fixed_size_list<float> feature column)"
                 )
-        data_dt = np.float32 if all(
-            pa.types.is_float32(schema.field(c).type) for c in tnames + fnames
-        ) else np.float64  # fmt: skip
+        data_dt = (
+            np.float32
+            if all(pa.types.is_float32(schema.field(c).type) for c in tnames + fnames)
+            else np.float64
+        )
         self._tnames, self._fnames = tnames, fnames
-        super().__init__(width, len(tnames), source_dtype(dtype, data_dt), self._prefetch)
+        super().__init__(width, len(tnames), source_dtype(dtype, data_dt), self._prefetch, True)
         self.target_1d = isinstance(target, str)
 
     def _convert(self, table: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,7 @@ class _TableSource(SourceBase):
         Parameters
         ----------
         rows : numpy.ndarray
-            int64 row numbers, increasing.
+            Row numbers (int64), increasing.
 
         Returns
         -------
@@ -136,8 +136,7 @@ class _TableSource(SourceBase):
 
 
 class ParquetSource(_TableSource):
-    """Chunks of a Parquet file: feature and target columns by name, or one
-    ``fixed_size_list`` feature column.
+    """Chunks of a Parquet file: columns by name, or one ``fixed_size_list`` feature column.
 
     Parameters
     ----------
@@ -152,7 +151,7 @@ class ParquetSource(_TableSource):
     chunk_rows : int, optional
         Rows per chunk (default 65536); chunks never span row groups.
     dtype : str or numpy.dtype, optional
-        float32 or float64 (default: float32 when every column is float32, else float64).
+        The dtype: float32 or float64 (default: float32 when every column is float32, else float64).
     prefetch : int, default=2
         Chunks read ahead by a background thread while the model trains (0: none).
     """
@@ -222,7 +221,9 @@ class ParquetSource(_TableSource):
         g0, off0, _ = self._pieces[start]
         groups = list(range(g0, self._pf.metadata.num_row_groups))
         seen = 0
-        batches = self._pf.iter_batches(batch_size=self._rows, row_groups=groups, columns=self._cols)
+        batches = self._pf.iter_batches(
+            batch_size=self._rows, row_groups=groups, columns=self._cols
+        )
         pa = import_optional("pyarrow", "ParquetSource")
         for batch in batches:
             if seen < off0:  # the rows of the first group before the start chunk
@@ -255,7 +256,7 @@ class CSVSource(_TableSource):
     delimiter : str, default=","
         The field separator.
     dtype : str or numpy.dtype, optional
-        float32 or float64 (default float64).
+        The dtype: float32 or float64 (default float64).
     prefetch : int, default=2
         Chunks read ahead by a background thread while the model trains (0: none).
     """
