@@ -247,3 +247,45 @@ def test_dask_array_directly():
     kw = dict(lr=0.05, momentum=0.9, epochs=2, batch_size=32, shuffle=True, random_state=0)
     got = LinearRegressor(**kw).fit(da.from_array(X, chunks=(100, N)), da.from_array(y, chunks=100))
     _same(LinearRegressor(**kw).fit(X, y), got)
+
+
+@pytest.mark.parametrize("kind", ["npy", "zarr", "parquet", "csv", "dask"])
+def test_shuffle_chunks_on_files(kind, tmp_path):
+    """``shuffle='chunks'`` reads chunk k with ``iter_chunks(start=k)``: the fit equals
+    ``kernels.train`` with the documented orders, on every storage (Parquet chunks split row
+    groups of 200 rows into 77 + 77 + 46)."""
+    X, y = _data()
+    src = _write(kind, tmp_path, X, y)
+    sizes = [len(c) for c, _ in src.iter_chunks(0)]
+    assert sum(sizes) == M and len(sizes) == src.n_chunks
+    est = LinearRegressor(lr=0.05, momentum=0.9, epochs=2, batch_size=32, shuffle="chunks",
+                          random_state=5).fit(src)  # fmt: skip
+    orders = np.stack([chunk_shuffle_order(sizes, 5, e) for e in range(2)])
+    W, b = np.zeros((1, N)), np.zeros(1)
+    kernels.train(X, y, W, b, batch_size=32, epochs=2, lr=0.05, momentum=0.9, orders=orders)
+    assert np.array_equal(est.coef_, W[0]) and est.intercept_ == b[0]
+
+
+def test_warm_start_and_verbose_progress(capsys):
+    X, y = _data()
+    kw = dict(lr=0.05, momentum=0.9, epochs=2, batch_size=32, warm_start=True)
+    ref = LinearRegressor(**kw).fit(X, y).fit(X, y)
+    got = LinearRegressor(**kw).fit(ArraySource(X, y, chunk_rows=100))
+    got.fit(ArraySource(X, y, chunk_rows=100))
+    _same(ref, got)
+    capsys.readouterr()
+    LinearRegressor(lr=0.05, epochs=2, verbose=2).fit(ArraySource(X, y, chunk_rows=100))
+    out = capsys.readouterr()
+    assert out.out.count("epoch: ") == 2  # one line per epoch, as verbose=1
+    assert out.err.count("rows/s") >= 2 and "MB/s" in out.err and f"{M:,} rows" in out.err
+
+
+def test_read_ahead_thread_ends_when_training_stops_early():
+    import threading
+
+    X, y = _data()
+    before = threading.active_count()
+    est = LinearRegressor(lr=0.05, epochs=50, batch_size=8, target_loss=0.05)
+    est.fit(ArraySource(X, y, chunk_rows=10, prefetch=2))
+    assert est.n_iter_ < 50 and est.t_ < est.n_iter_ * -(-M // 8)  # stopped inside an epoch
+    assert threading.active_count() == before

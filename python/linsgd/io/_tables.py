@@ -126,13 +126,19 @@ class _TableSource(SourceBase):
         Y = np.empty((len(rows), self.n_targets), dtype=self.dtype)
         ks = np.searchsorted(self._starts, rows, side="right") - 1
         cuts = np.flatnonzero(np.diff(ks)) + 1
-        for a, z in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]):
-            k = int(ks[a])
-            Xc, yc = self._convert(self._chunk_table(k))
-            local = rows[a:z] - self._starts[k]
-            X[a:z] = Xc[local]
-            Y[a:z] = yc[local].reshape(z - a, -1)
+        firsts = np.r_[0, cuts].astype(np.int64)
+        spans = zip(firsts, np.r_[cuts, len(rows)], self._tables(ks[firsts].tolist()))
+        for a, z, table in spans:
+            local = rows[a:z] - self._starts[ks[a]]
+            Xc, yc = self._convert(table.take(local))
+            X[a:z] = Xc
+            Y[a:z] = yc.reshape(z - a, -1)
         return self._pair(X, Y)
+
+    def _tables(self, chunks: list[int]) -> Iterator[Any]:
+        """The tables of the chunks ``chunks`` (increasing), in that order."""
+        for k in chunks:
+            yield self._chunk_table(k)
 
 
 class ParquetSource(_TableSource):
@@ -186,22 +192,41 @@ class ParquetSource(_TableSource):
         self._starts = np.concatenate([[0], np.cumsum([p[2] for p in self._pieces])])
         self._cols = list(dict.fromkeys(self._fnames + self._tnames))
 
-    def _chunk_table(self, k: int) -> Any:
-        g, off, m = self._pieces[k]
-        if off == 0 and m == self._pf.metadata.row_group(g).num_rows:
-            return self._pf.read_row_group(g, columns=self._cols)
+    def _group_tables(self, k: int) -> Iterator[Any]:
+        """The tables of chunks ``k, k+1, ...`` of chunk ``k``'s row group, exactly cut
+        (pyarrow's batches need not follow ``batch_size``)."""
         pa = import_optional("pyarrow", "ParquetSource")
-        batches = self._pf.iter_batches(batch_size=self._rows, row_groups=[g], columns=self._cols)
-        seen = 0
-        out = []
-        for batch in batches:  # skip to the offset, then gather m rows
-            end = seen + batch.num_rows
-            if end > off and seen < off + m:
-                out.append(batch.slice(max(off - seen, 0), off + m - max(seen, off)))
-            seen = end
-            if seen >= off + m:
-                break
-        return pa.Table.from_batches(out)
+        g, skip, _ = self._pieces[k]
+        lengths = [n for (h, _, n) in self._pieces[k:] if h == g]
+        batches = iter(
+            self._pf.iter_batches(batch_size=self._rows, row_groups=[g], columns=self._cols)
+        )
+        held: list = []
+        have = 0
+        for n in lengths:
+            while have < skip + n:
+                batch = next(batches)
+                held.append(batch)
+                have += batch.num_rows
+            table = pa.Table.from_batches(held)
+            yield table.slice(skip, n)
+            rest = table.slice(skip + n)
+            held, have, skip = rest.to_batches(), rest.num_rows, 0
+
+    def _chunk_table(self, k: int) -> Any:
+        return next(self._group_tables(k))
+
+    def _tables(self, chunks: list[int]) -> Iterator[Any]:
+        """The tables of the chunks ``chunks`` (increasing): one pass per row group."""
+        i = 0
+        while i < len(chunks):
+            k = chunks[i]
+            for j, table in enumerate(self._group_tables(k), k):
+                if i < len(chunks) and chunks[i] == j:
+                    yield table
+                    i += 1
+                if i == len(chunks) or self._pieces[chunks[i]][0] != self._pieces[k][0]:
+                    break
 
     def iter_chunks(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(X, y)`` chunks in file order, from chunk number ``start`` on.
@@ -216,23 +241,11 @@ class ParquetSource(_TableSource):
         tuple of numpy.ndarray
             ``(X, y)``, C-contiguous, of the source dtype.
         """
-        if start >= self.n_chunks:
-            return
-        g0, off0, _ = self._pieces[start]
-        groups = list(range(g0, self._pf.metadata.num_row_groups))
-        seen = 0
-        batches = self._pf.iter_batches(
-            batch_size=self._rows, row_groups=groups, columns=self._cols
-        )
-        pa = import_optional("pyarrow", "ParquetSource")
-        for batch in batches:
-            if seen < off0:  # the rows of the first group before the start chunk
-                skip = min(off0 - seen, batch.num_rows)
-                seen += batch.num_rows
-                batch = batch.slice(skip)
-                if batch.num_rows == 0:
-                    continue
-            yield self._convert(pa.Table.from_batches([batch]))
+        k = start
+        while k < self.n_chunks:
+            for table in self._group_tables(k):
+                yield self._convert(table)
+                k += 1
 
 
 class CSVSource(_TableSource):
