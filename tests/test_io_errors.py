@@ -85,6 +85,10 @@ def test_refusals_name_the_problem(tmp_path):
         ValueError, match="source has 3 features and 1 targets, but the model has 4"
     ):
         LinearRegressor().fit(np.ones((10, 4)), np.ones(10)).partial_fit(it)
+    with pytest.raises(ValueError, match="the source gave no rows"):
+        LinearRegressor().fit(IterableSource([(np.ones((0, 3)), np.ones(0))]))
+    with pytest.raises(ValueError, match="drop_last=True with batch_size=32 > the rows"):
+        LinearRegressor(drop_last=True).fit(IterableSource([(X[:20], y[:20])]))
     with pytest.raises(FileNotFoundError, match="not found"):
         open_path(tmp_path / "missing.csv", target="t")
     with pytest.raises(ValueError, match=r"unknown data format '\.txt'"):
@@ -203,7 +207,8 @@ def test_cli_errors_are_one_line(args, message, tmp_path, capsys):
 
 def test_memory_bounded_on_a_file_many_chunks_long(tmp_path):
     """Training from a .npy file 20 chunks long keeps the peak Python allocation within a few
-    chunks (tracemalloc, in a fresh process; memmap pages are not allocations)."""
+    chunks (tracemalloc, in a fresh process, after a first small fit has compiled the kernels;
+    memmap pages are not allocations)."""
     M, N, rows = 200_000, 16, 10_000  # 25.6 MB of X; a chunk is 1.28 MB
     path = tmp_path / "big.npy"
     a = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(M, N + 1))
@@ -216,6 +221,9 @@ def test_memory_bounded_on_a_file_many_chunks_long(tmp_path):
         import tracemalloc, linsgd
         from linsgd.io import open_path
         src = open_path({str(path)!r}, target={N}, chunk_rows={rows})
+        # compiled first (numba's compiler allocates), then traced
+        X0, y0 = next(src.iter_chunks(0))
+        linsgd.LinearRegressor(epochs=1, momentum=0.9, batch_size=64).fit(X0[:100], y0[:100])
         tracemalloc.start()
         linsgd.LinearRegressor(epochs=2, lr=0.01, momentum=0.9, batch_size=64).fit(src)
         print(tracemalloc.get_traced_memory()[1])

@@ -183,6 +183,13 @@ class _Stream:
                     )
         finally:
             stream.close()
+        if not losses:
+            raise ValueError(
+                f"the source gave {rows} rows, which is no batch: drop_last=True with "
+                f"batch_size={bs} > the rows leaves none"
+                if rows
+                else "the source gave no rows"
+            )
         if self.verbose >= 2:
             self._progress(epoch, rows, nbytes, time.perf_counter() - t0, end="\n")
         if status == "target_loss" and saved is not None:
@@ -280,7 +287,10 @@ def _stream_auto_lr(src: Any, dt: np.dtype, U: int, fit_intercept: bool, p: dict
             l2=p["l2"],
         )
         for X, _ in read_ahead(src.iter_chunks(0), getattr(src, "prefetch", 2))
+        if len(X)
     ]
+    if not lrs:
+        raise ValueError("the source gave no rows")
     return min(lrs)
 
 
@@ -340,7 +350,9 @@ def fit_source(
         single = bool(src.target_1d)
     ev = _eval_arrays(eval_set, N, U, dt)
     shuffle = p["shuffle"]
-    if shuffle is True and not (getattr(src, "random_access", False) and src.n_rows is not None):
+    if shuffle not in (False, "chunks") and not (
+        getattr(src, "random_access", False) and src.n_rows is not None
+    ):
         raise ValueError(
             f"shuffle=True needs a source with random access by row ({type(src).__name__} has "
             "none): use shuffle='chunks' (chunk order and rows within chunks) or shuffle=False"
