@@ -259,3 +259,16 @@ def test_dask_ml_incremental_on_local_cluster():
         ref.partial_fit(X[a : a + 100], y[a : a + 100])
     assert np.array_equal(inc.estimator_.coef_, ref.coef_)
     assert inc.estimator_._optimizer_state["step"] == ref._optimizer_state["step"]
+
+
+def test_cli_bench_runs_or_says_where_it_lives(tmp_path, monkeypatch, capfd):
+    import linsgd._cli_data as cli_data
+
+    assert main(["bench", "--streaming", "--quick", "--formats", "npy,csv"]) == 0
+    out = capfd.readouterr().out
+    assert "in memory: one epoch" in out and "csv" in out
+    monkeypatch.setattr(cli_data, "__file__", str(tmp_path / "a" / "b" / "_cli_data.py"))
+    with pytest.raises(SystemExit) as exc:
+        main(["bench"])
+    assert exc.value.code == 2
+    assert "bench/run.py not found" in capfd.readouterr().err
