@@ -34,18 +34,6 @@ from ._validation import (
 __all__ = ["commit", "fit_model"]
 
 
-def is_stream_input(X: Any) -> bool:
-    from ._stream import is_stream_input
-
-    return is_stream_input(X)
-
-
-def fit_source(*args: Any, **kwargs: Any) -> Any:
-    from ._stream import fit_source
-
-    return fit_source(*args, **kwargs)
-
-
 def fit_model(
     est: Any,
     X: Any,
@@ -60,7 +48,9 @@ def fit_model(
 ) -> Any:
     """``fit`` (``n_epochs=None``: the ``epochs`` bound, stopping rules, the closed form),
     or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``."""
-    if is_stream_input(X):  # a chunk source or a dask array: linsgd._stream
+    from ._stream import fit_source, is_stream_input  # (_stream imports this module)
+
+    if is_stream_input(X):  # a chunk source or a dask array
         return fit_source(est, X, y, sample_weight, eval_set, coef_init, intercept_init,
                           resume=resume, n_epochs=n_epochs)  # fmt: skip
     p = validated_params(est)
