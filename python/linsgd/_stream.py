@@ -113,8 +113,8 @@ class _Stream:
             yield X[rows], Y[rows]
 
     # -- one epoch ---------------------------------------------------------------------
-    def epoch(self, epoch: int, lr: float) -> tuple[list, int, str]:
-        """Train one epoch; returns its step losses, the steps run and the status."""
+    def epoch(self, epoch: int, lr: float) -> tuple[list, str]:
+        """Train one epoch; returns its step losses and the status of its last call."""
         p, bs = self.p, self.bs
         saved = None
         if isinstance(self.order, TorchDataLoaderOrder):
@@ -156,7 +156,7 @@ class _Stream:
                 if carry:
                     held = sum(len(c[0]) for c in carry)
                     i = min(bs - held, len(X))
-                    carry.append((X[:i], Y[:i]))
+                    carry.append((X[:i].copy(), Y[:i].copy()))  # not a view holding X
                     if held + i < bs:
                         continue
                     status = train(
