@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks as ck
 from . import kernels
 from ._fit import _lr_of, commit
 from ._params import auto_lr, seed_of, validated_params
@@ -69,9 +70,8 @@ def _check_piece(X: Any, Y: Any, dt: np.dtype, N: int, label: str, rows: Any = 0
             f"{where(0)}: X has shape {X.shape} and y {Y.shape}; expected {N} features"
         )
     for name, a in (("X", X), ("y", Y)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            r = int(np.flatnonzero(bad.any(axis=1))[0])
+        if not ck.all_finite(a):  # one compiled pass; the row is looked for only then
+            r = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
             raise ValueError(f"{where(r)}: {name} holds NaN or infinity")
     return X, Y
 
