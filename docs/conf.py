@@ -32,6 +32,7 @@ numpydoc_validation_exclude = {
     r"^linsgd\.kernels\.TrainResult$",
     # a typing.Protocol: numpydoc reads its implicit __init__(*args, **kwargs) as parameters (PR01)
     r"^linsgd\.distributed\.Communicator$",
+    r"^linsgd\.io\.ChunkSource$",
 }
 
 # ``sphinx-build -b doctest``: the examples of the guide and of the docstrings run

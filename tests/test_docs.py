@@ -27,11 +27,12 @@ EXCLUDED_OBJECTS = {
     # a typing.Protocol: numpydoc reads its implicit __init__(*args, **kwargs) as parameters
     # (PR01); docs/conf.py excludes it for the same reason
     "linsgd.distributed.Communicator": {"PR01"},
+    "linsgd.io.ChunkSource": {"PR01"},  # a typing.Protocol too
 }
 PUBLIC_MODULES = (
     "linsgd", "linsgd.kernels", "linsgd.schedules", "linsgd.conventions", "linsgd.metrics",
     "linsgd.plotting", "linsgd.exceptions", "linsgd.estimator", "linsgd.cli",
-    "linsgd.distributed",
+    "linsgd.distributed", "linsgd.io",
 )  # fmt: skip
 
 

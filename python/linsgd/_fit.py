@@ -52,7 +52,25 @@ def fit_model(
     or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``.
     ``runner`` and ``solve`` run the epochs and the closed form (on a group of processes,
     :mod:`linsgd.distributed._estimator` passes its own)."""
+    if type(X) is not np.ndarray:
+        from ._stream import fit_source, is_stream_input  # (_stream imports this module)
+
+        if is_stream_input(X):  # a chunk source or a dask array
+            if runner is not run_epochs:
+                raise ValueError(
+                    "comm= trains on arrays: a chunk source (linsgd.io) or a dask array "
+                    "cannot be combined with it; pass each rank's rows as arrays"
+                )
+            return fit_source(est, X, y, sample_weight, eval_set, coef_init, intercept_init,
+                              resume=resume, n_epochs=n_epochs)  # fmt: skip
     p = validated_params(est)
+    if p["shuffle"] == "chunks":
+        raise ValueError("shuffle='chunks' is for chunk sources (linsgd.io); use shuffle=True")
+    if y is None:
+        raise ValueError(
+            "LinearRegressor requires y to be passed, but the target y is None (y may be "
+            "None only when X is a linsgd.io chunk source)"
+        )
     full_fit = n_epochs is None
     solver = p["solver"] if full_fit else "sgd"
     # warm_start: fit starts from the fitted parameters and optimizer state

@@ -72,6 +72,13 @@ def _check_lr(lr: Any) -> Any:
     return ck.real(lr, "lr", minimum=0.0)
 
 
+def _is_chunks(shuffle: Any) -> bool:
+    """``shuffle='chunks'``: chunk sources (:mod:`linsgd.io`) shuffle chunk by chunk."""
+    if isinstance(shuffle, str) and shuffle != "chunks":
+        raise ValueError(f"shuffle must be True, False or 'chunks', got {shuffle!r}")
+    return isinstance(shuffle, str)
+
+
 def _check_fraction(value: Any) -> float:
     v = ck.real(value, "validation_fraction")
     if v is None or not 0.0 < v < 1.0:  # (never None: real() refuses it here)
@@ -111,7 +118,7 @@ def validated_params(est: Any) -> dict:
         "decay_bias": ck.flag(est.decay_bias, "decay_bias"),
         "l2": ck.real(est.l2, "l2", minimum=0.0),
         "fit_intercept": ck.flag(est.fit_intercept, "fit_intercept"),
-        "shuffle": ck.flag(est.shuffle, "shuffle"),
+        "shuffle": "chunks" if _is_chunks(est.shuffle) else ck.flag(est.shuffle, "shuffle"),
         "tol": ck.real(est.tol, "tol", minimum=0.0, allow_none=True),
         "n_iter_no_change": ck.integer(est.n_iter_no_change, "n_iter_no_change", minimum=1),
         "target_loss": ck.real(est.target_loss, "target_loss", allow_none=True),

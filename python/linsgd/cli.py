@@ -1,4 +1,5 @@
-"""Command-line interface: ``linsgd demo`` (also ``python -m linsgd demo``).
+"""Command-line interface: ``linsgd demo`` (also ``python -m linsgd demo``); ``fit``,
+``predict``, ``info`` and ``bench`` are in :mod:`linsgd._cli_data`.
 
 The demo replays the package's reference experiment: ``make_regression`` data, the first
 ``--n-train`` rows for training and the next ``--n-valid`` for validation, a one-output linear
@@ -108,6 +109,10 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=1,
         help="torch CPU threads (default: 1; 0 keeps torch's default)",
     )
+    from ._cli_data import add_commands
+
+    add_commands(sub, {"int0": _int_at_least(0), "int1": _int_at_least(1), "lr": _learning_rate,
+                       "seed": _seed})  # fmt: skip
     return parser, demo
 
 
@@ -323,9 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     parser, demo = _build_parsers()
-    args = parser.parse_args(argv)
-    if args.command != "demo":  # pragma: no cover - argparse already refused unknown commands
-        return 2
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "demo":
+        from ._cli_data import run_command
+
+        return run_command(args, rest)
+    if rest:
+        demo.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.backend is not None:
         from .kernels import backend_name
 

@@ -83,9 +83,11 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         Keras's ``L2(l2)`` kernel regularizer: the loss gains ``l2 * sum(W**2)``; never the bias.
     fit_intercept : bool, default=True
         Whether the model has a bias (torch's ``bias=True``).
-    shuffle : bool, default=False
+    shuffle : bool or "chunks", default=False
         Shuffle the rows every epoch, in the order of a torch ``DataLoader(shuffle=True,
-        generator=torch.Generator().manual_seed(random_state))``.
+        generator=torch.Generator().manual_seed(random_state))``. ``"chunks"`` (chunk
+        sources only, :mod:`linsgd.io`): visit the chunks in a seeded random order and the
+        rows of each in a random order (:func:`linsgd.io.chunk_shuffle_order`).
     random_state : int, numpy Generator, RandomState or None, default=None
         Seed of the shuffle and of ``init="torch"``. An int ``s`` reproduces a torch script
         that calls ``torch.manual_seed(s)`` before building ``nn.Linear`` and gives its
@@ -338,7 +340,7 @@ default=None
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         sample_weight: Any = None,
         *,
         eval_set: tuple[Any, Any] | None = None,
@@ -349,10 +351,13 @@ default=None
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Training data (numpy, DataFrame, CPU torch tensor, ...).
-        y : array_like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets. 1-D gives a single-output model with 1-D ``coef_``.
+        X : array_like of shape (n_samples, n_features), or a chunk source
+            Training data (numpy, DataFrame, CPU torch tensor, ...), or a
+            :mod:`linsgd.io` source (files, streams) or a dask array, trained on chunk by
+            chunk with the bits of the in-memory fit on the same rows.
+        y : array_like of shape (n_samples,) or (n_samples, n_outputs), optional
+            Targets. 1-D gives a single-output model with 1-D ``coef_``. None when ``X`` is
+            a chunk source (it holds the targets).
         sample_weight : array_like of shape (n_samples,), optional
             Non-negative row weights. Each batch's loss becomes the weighted mean
             ``sum(w_i * e_i**2) / (U * sum(w_i))`` over its rows (and outputs), so unit
@@ -401,7 +406,7 @@ default=None
     def partial_fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         sample_weight: Any = None,
         *,
         eval_set: tuple[Any, Any] | None = None,
@@ -415,10 +420,10 @@ default=None
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Training data.
-        y : array_like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets, with as many outputs as the model has.
+        X : array_like of shape (n_samples, n_features), or a chunk source
+            Training data, or a :mod:`linsgd.io` source (one pass over it) or a dask array.
+        y : array_like of shape (n_samples,) or (n_samples, n_outputs), optional
+            Targets, with as many outputs as the model has; None for a chunk source.
         sample_weight : array_like of shape (n_samples,), optional
             Row weights, as in :meth:`fit`.
         eval_set : tuple (X_valid, y_valid), optional
