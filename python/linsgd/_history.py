@@ -37,7 +37,7 @@ def epoch_means(losses: Any) -> list[float]:
     """Average each epoch's step losses, as a training loop's history does.
 
     The mean of an epoch is ``sum(l) / len(l)`` over the losses of its steps that ran (the
-    seed notebooks' and a torch loop's ``epoch_loss``), bit for bit what Python computes; it is
+    ``epoch_loss`` of a torch training loop), bit for bit what Python computes; it is
     what :class:`~linsgd.LinearRegressor` records in ``history_["train_loss"]``.
 
     Parameters

@@ -25,7 +25,7 @@ from . import kernels
 from ._fit import _lr_of, commit
 from ._params import auto_lr, seed_of, validated_params
 from ._shuffle import TorchDataLoaderOrder
-from ._trainer import Run, _diverged, _epoch_mean, copy_state, warn_not_converged
+from ._trainer import Run, _diverged, copy_state, warn_not_converged
 from ._validation import check_eval_set, initial_params
 from .io._open import as_source, is_dask_array
 from .io._order import chunk_order
@@ -222,7 +222,7 @@ class _Stream:
             epoch = first_epoch + run.epochs
             lr = self.lr_of if type(self.lr_of) is float else self.lr_of(epoch, 1)[0]
             losses, status = self.epoch(epoch, lr)
-            run.train_loss.append(_epoch_mean(losses))
+            run.train_loss.append(kernels.epoch_means([losses])[0])
             run.lrs.append(lr)
             if ev is not None:
                 run.valid_loss.append(

@@ -24,7 +24,7 @@ import numpy as np
 from .. import kernels
 from .._closed_form import closed_form as _local_closed_form
 from .._shuffle import TorchDataLoaderOrder
-from .._trainer import Run, RunSettings, _diverged, _epoch_mean, copy_state
+from .._trainer import Run, RunSettings, _diverged, copy_state
 from ._comm import Communicator, as_communicator
 from ._train import _keywords, agree, shard_rows, train_on
 from ._tsqr import closed_form as _tsqr_closed_form
@@ -152,10 +152,10 @@ class _Driver:
                     order_gen.orders(M, e_stop)
                     exhausted = s_stop >= own - 1 and not s.drop_last and M % s.batch_size != 0
                     order_gen.next_epoch(M, complete=exhausted)
-            rows = res.losses.tolist()
+            means = kernels.epoch_means(res.losses)
             valid = None if res.valid_losses is None else res.valid_losses.tolist()
             for e in range(ran):
-                run.train_loss.append(_epoch_mean(rows[e]))
+                run.train_loss.append(means[e])
                 run.lrs.append(chunk_lrs[e])
                 if ev is not None:
                     v = valid[e] if valid_here else math.nan
