@@ -284,3 +284,10 @@ def test_warm_start_refuses_other_shapes_and_keeps_the_model():
         model.set_params(fit_intercept=False).fit(X, y)
     np.testing.assert_array_equal(model.coef_, before)
     assert model.n_iter_ == 2
+
+
+def test_convergence_warning_points_at_the_callers_line():
+    X, y = _data(200, 4, seed=3)
+    with pytest.warns(ConvergenceWarning) as record:
+        LinearRegressor(lr=0.01, batch_size=16, epochs=2, tol=0.0, early_stopping=True).fit(X, y)
+    assert record[0].filename == __file__

@@ -45,13 +45,39 @@ def fit_model(
     *,
     resume: bool,
     n_epochs: int | None,
-    runner: Callable[..., Run] = run_epochs,
-    solve: Callable[..., tuple] = closed_form,
 ) -> Any:
     """``fit`` (``n_epochs=None``: the ``epochs`` bound, stopping rules, the closed form),
-    or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``.
-    ``runner`` and ``solve`` run the epochs and the closed form (on a group of processes,
-    :mod:`linsgd.distributed._estimator` passes its own)."""
+    or ``n_epochs`` more epochs, from the fitted state (``resume``) or from ``init``; on the
+    group of processes of ``est.comm`` when it is set."""
+    if est.comm is None:
+        return _fit_model(
+            est, X, y, sample_weight, eval_set, coef_init, intercept_init, resume, n_epochs,
+            run_epochs, closed_form,
+        )  # fmt: skip
+    from .distributed._estimator import on_group
+
+    with on_group(est) as (runner, solve):
+        return _fit_model(
+            est, X, y, sample_weight, eval_set, coef_init, intercept_init, resume, n_epochs,
+            runner, solve,
+        )  # fmt: skip
+
+
+def _fit_model(
+    est: Any,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    eval_set: Any,
+    coef_init: Any,
+    intercept_init: Any,
+    resume: bool,
+    n_epochs: int | None,
+    runner: Callable[..., Run],
+    solve: Callable[..., tuple],
+) -> Any:
+    """:func:`fit_model` with the functions that run the epochs and the closed form (on a
+    group of processes, :mod:`linsgd.distributed._estimator` passes its own)."""
     if type(X) is not np.ndarray:
         from ._stream import fit_source, is_stream_input  # (_stream imports this module)
 

@@ -326,5 +326,5 @@ def warn_not_converged(est: Any, p: dict, tol: float) -> None:
         "silence this warning with warnings.simplefilter('ignore', "
         "sklearn.exceptions.ConvergenceWarning).",
         ConvergenceWarning,
-        stacklevel=4,
+        stacklevel=5,
     )

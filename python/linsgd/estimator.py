@@ -8,15 +8,14 @@ The estimator owns the hyper-parameters (:mod:`linsgd._params`), the data semant
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._comm_param import CommParamMixin
 from ._fit import fit_model
 from ._params import auto_lr
 from ._torch_interop import TorchInteropMixin
@@ -44,7 +43,7 @@ def _kernel_layout(coef: Any, intercept: Any, has_intercept: bool) -> tuple:
     return W, b
 
 
-class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
+class LinearRegressor(CommParamMixin, TorchInteropMixin, RegressorMixin, BaseEstimator):
     """Linear regression trained by mini-batch SGD in compiled code, in agreement with torch.
 
     The training loop is the one of ``nn.Linear`` + ``nn.MSELoss()`` + ``torch.optim.SGD``
@@ -295,24 +294,6 @@ default=None
         self.sharding = sharding
         self.reduce = reduce
 
-    def __getstate__(self) -> dict:
-        # a communicator is this process's connection to its group: it does not travel
-        state = super().__getstate__()
-        if not (state.get("comm") is None or isinstance(state["comm"], str)):
-            state = dict(state, comm=None)
-        return state
-
-    def __sklearn_clone__(self) -> LinearRegressor:
-        # the clone shares the communicator (a connection is not copied)
-        comm = self.comm
-        self.comm = None
-        try:
-            new = super().__sklearn_clone__()
-        finally:
-            self.comm = comm
-        new.comm = comm
-        return new
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -397,11 +378,10 @@ default=None
         RankDeficientWarning
             ``solver="closed_form"`` on a singular system (the minimum-norm optimum is used).
         """
-        with self._on_group() as route:
-            return fit_model(
-                self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
-                n_epochs=None, **route,
-            )  # fmt: skip
+        return fit_model(
+            self, X, y, sample_weight, eval_set, coef_init, intercept_init, resume=False,
+            n_epochs=None,
+        )  # fmt: skip
 
     def partial_fit(
         self,
@@ -444,19 +424,7 @@ default=None
             When the epoch diverges; the model is left as it was.
         """
         resume = hasattr(self, "coef_")
-        with self._on_group() as route:
-            return fit_model(
-                self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1,
-                **route,
-            )  # fmt: skip
-
-    def _on_group(self) -> AbstractContextManager[dict]:
-        # comm: the run goes through linsgd.distributed (fit_model's runner and solver)
-        if self.comm is None:
-            return contextlib.nullcontext({})
-        from .distributed._estimator import on_group
-
-        return on_group(self)
+        return fit_model(self, X, y, sample_weight, eval_set, None, None, resume=resume, n_epochs=1)
 
     # ------------------------------------------------------------------ prediction
 

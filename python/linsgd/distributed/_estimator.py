@@ -200,9 +200,10 @@ def _needs_seed(est: Any) -> bool:
 
 
 @contextlib.contextmanager
-def on_group(est: Any) -> Iterator[dict]:
-    """The ``with`` block of a ``fit``/``partial_fit`` on ``est.comm``: yields the keywords
-    of :func:`linsgd._fit.fit_model` that run it on the group. Every rank ends the block with
+def on_group(est: Any) -> Iterator[tuple[Callable[..., Any], Callable[..., Any]]]:
+    """The ``with`` block of a ``fit``/``partial_fit`` on ``est.comm``: yields the functions
+    that run the epochs and the closed form on the group (``runner``, ``solve`` of
+    :func:`linsgd._fit.fit_model`). Every rank ends the block with
     the same fitted attributes, or raises with its model as it was before."""
     before = dict(est.__dict__)
     drv = None
@@ -214,7 +215,7 @@ def on_group(est: Any) -> Iterator[dict]:
                 "random_state must be an int with comm= and shuffle=True, init='torch' or "
                 f"early_stopping=True, so that every rank draws the same rows, got {rs!r}"
             )
-        yield {"runner": drv.run_epochs, "solve": drv.closed_form}
+        yield drv.run_epochs, drv.closed_form
         drv.agree([1.0])  # every rank committed: none puts its model back
     except BaseException as exc:
         if drv is not None and not drv.shared and drv.comm.world_size > 1:
