@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,7 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
     }
     a.target_loss = c.target_loss;
     a.threads = c.threads;
+    a.find_bad_data = c.data_check_deferred;
     const linsgd::StopCheck stop{&python_signal_pending, nullptr};
     // Multiply-adds of the call (saturating): below a few tens of thousands the call takes
     // microseconds, less than other threads would gain, and handing the GIL over and back
@@ -205,11 +207,36 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
 
 // ---- train: a raw METH_FASTCALL function (python/fastcall.hpp) -------------------------------
 
+// The parameters and momentum buffers at the call's start (small next to the data), put back
+// when the training pass finds NaN or infinity in the data: the call then fails as the check
+// before training would have, with the model as it was.
+class ModelSnapshot {
+  public:
+    explicit ModelSnapshot(const TrainCall& c) : views_{&c.model.w, &c.model.b, &c.buf_w, &c.buf_b} {
+        for (int k = 0; k < 4; ++k)
+            if (views_[k]->given()) bytes_[k].assign(views_[k]->data, views_[k]->data + views_[k]->nbytes());
+    }
+    void restore() const {
+        for (int k = 0; k < 4; ++k)
+            if (views_[k]->given()) std::memcpy(views_[k]->data, bytes_[k].data(), bytes_[k].size());
+    }
+
+  private:
+    const ArrayView* views_[4];
+    std::vector<char> bytes_[4];
+};
+
 py::tuple train_impl(PyObject* const* arg) {
-    const TrainCall c = check_train<HostMemory>(arg);
+    const TrainCall c = check_train<HostMemory>(arg, true);
     if (c.check_only() || c.epochs == 0) return c.result(0, 0);
+    const std::unique_ptr<ModelSnapshot> start(c.data_check_deferred ? new ModelSnapshot(c) : nullptr);
     const linsgd::TrainOutcome out = c.model.scalar == Scalar::f32 ? run_train<float>(c) : run_train<double>(c);
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
+    if (out.status == linsgd::TrainStatus::data_not_finite) {
+        start->restore();
+        require_finite_data<HostMemory>(c);
+        value_error("the data contain NaN or infinity");  // (not reached: the scan names the array)
+    }
     return c.result(out.steps_done, static_cast<int>(out.status));
 }
 
