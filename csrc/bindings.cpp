@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "linsgd/kernels.hpp"
+#include "linsgd/randperm.hpp"
 #include "python/arguments.hpp"
 #include "python/fastcall.hpp"
 
@@ -88,6 +89,25 @@ bool all_finite_py(py::handle obj) {
         type_error("all_finite needs a float32 or float64 array in native byte order, got dtype " +
                    std::string(py::str(dt)));
     return dt.itemsize() == 4 ? all_finite_of<float>(a) : all_finite_of<double>(a);
+}
+
+// ---- randperm_from_draws: torch's CPU randperm from its generator's raw outputs --------------
+
+void randperm_py(const py::array& draws_obj, const py::array& out_obj) {
+    if (!py::isinstance<py::array_t<uint32_t>>(draws_obj) || draws_obj.ndim() != 1 ||
+        !(draws_obj.flags() & py::array::c_style))
+        type_error("draws must be a 1-D C-contiguous uint32 array");
+    if (!py::isinstance<py::array_t<int64_t>>(out_obj) || out_obj.ndim() != 1 ||
+        !(out_obj.flags() & py::array::c_style) || !out_obj.writeable())
+        type_error("out must be a 1-D C-contiguous writable int64 array");
+    const int64_t n = out_obj.shape(0);
+    if (draws_obj.shape(0) != (n > 0 ? n - 1 : 0))
+        value_error("draws must hold len(out) - 1 values, got " + std::to_string(draws_obj.shape(0)));
+    if (n > (int64_t(1) << 32) / 20) value_error("out must have fewer than 2**32 / 20 elements");
+    const auto* draws = static_cast<const uint32_t*>(draws_obj.data());
+    auto* out = static_cast<int64_t*>(py::array(out_obj).mutable_data());
+    py::gil_scoped_release nogil;
+    linsgd::randperm_from_draws(draws, n, out);
 }
 
 // ---- the kernels -----------------------------------------------------------------------------
@@ -276,6 +296,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("all_finite", &all_finite_py, py::arg("a"),
           "Whether every element of the float32/float64 array a is finite (no NaN, no infinity): one "
           "pass, any layout, no allocation; the GIL is released for large arrays.");
+    m.def("randperm_from_draws", &randperm_py, py::arg("draws"), py::arg("out"),
+          "Write into out (int64, n) torch's CPU randperm(n) from its generator's n - 1 raw 32-bit outputs "
+          "(uint32 draws): swap r[i] and r[i + draws[i] % (n - i)] for i = 0 .. n - 2.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,
           "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
     m.def("supported_cpu_variants", &linsgd::cpu::supported_variants, "The instruction-set variants this CPU can run.");
