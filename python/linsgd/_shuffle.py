@@ -35,7 +35,7 @@ __all__ = ["MAX_SHUFFLE_ROWS", "TorchDataLoaderOrder", "dataloader_orders", "tor
 MAX_SHUFFLE_ROWS = (2**32) // 20
 
 _NUMBA_MIN_ROWS = 4096  # below this the pure-Python loop is as fast as calling numba
-_RAW_CHUNK = 1 << 22  # raw draws taken per vectorised call (32 MiB of uint64)
+_RAW_CHUNK = 1 << 22  # raw draws per vectorised call without _core (16 MiB of uint32)
 _numba_swaps = None  # compiled lazily: False when numba is not usable
 
 try:
@@ -147,6 +147,10 @@ class TorchDataLoaderOrder:
             return np.empty(0, dtype=np.uint32)
         return self._gen.integers(0, 1 << 32, size=count, dtype=np.uint32)
 
+    def _skip(self, count: int) -> None:
+        if count > 0:
+            self._bitgen.random_raw(count, output=False)  # advances without an array
+
     @staticmethod
     def _check_rows(n: int) -> None:
         if n > MAX_SHUFFLE_ROWS:
@@ -188,17 +192,18 @@ class TorchDataLoaderOrder:
             int64 array of shape ``(n,)``: the rows in the order the DataLoader visits them.
         """
         self._check_rows(n)
-        self._raw(2)  # _BaseDataLoaderIter._base_seed: one random64()
+        self._skip(2)  # _BaseDataLoaderIter._base_seed: one random64()
         perm = self.randperm(n)
         if complete:
-            self._raw(n - 1)  # RandomSampler's trailing randperm(n)[:0]
+            self._skip(n - 1)  # RandomSampler's trailing randperm(n)[:0]
         return perm
 
     def orders(self, n: int, epochs: int) -> np.ndarray:
         """Return the row orders of the next ``epochs`` complete epochs.
 
-        The raw draws of many epochs are taken at once, so the cost per epoch is one
-        vectorised draw plus the compiled swap loop.
+        Each epoch's draws that no order uses (the base seed, the trailing permutation) only
+        advance the generator; the swaps run compiled (without ``_core``: the raw draws of
+        many epochs at once, a vectorised ``%`` and the numba swap loop).
 
         Parameters
         ----------
@@ -213,6 +218,14 @@ class TorchDataLoaderOrder:
             int64 array of shape ``(epochs, n)``.
         """
         self._check_rows(n)
+        if _core_randperm is None:  # the vectorised % and swap loop: many epochs per call
+            return self._orders_vectorised(n, epochs)
+        out = np.empty((epochs, n), dtype=np.int64)
+        for e in range(epochs):
+            out[e] = self.next_epoch(n)
+        return out
+
+    def _orders_vectorised(self, n: int, epochs: int) -> np.ndarray:
         out = np.empty((epochs, n), dtype=np.int64)
         per = 2 + 2 * max(n - 1, 0)  # base seed, randperm, trailing randperm
         step = max(1, _RAW_CHUNK // per)
