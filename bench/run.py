@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+import _roofline
 from _common import (
     fmt_time,
     linsgd_info,
@@ -228,6 +229,8 @@ def bench_point(
     bandwidth: float,
     timing: dict[str, Any],
     errors: list[dict[str, Any]],
+    roof: dict[str, Any] | None = None,
+    cache_repeats: int = 5,
 ) -> dict[str, Any]:
     """Time every implementation at one (M, N, U, B) and dtype (interleaved rounds)."""
     from linsgd import LinearRegressor, kernels
@@ -359,6 +362,13 @@ def bench_point(
             f"  ({t['repeats']} rounds x {t['inner']})"
         )
     _ratios(rec)
+    if roof is not None and "cpp" in backends:
+        rec["in_cache"] = _roofline.in_cache(point, dtype, roof, cache_repeats)
+        ic = rec["in_cache"]
+        log(
+            f"  {'cpp in cache':28s} {fmt_time(ic['epoch_s']):>10s}/epoch of {ic['rows']} rows"
+            + (f", {ic['ratio']:.2f}x compute floor" if ic["ratio"] else "")
+        )
     return rec
 
 
@@ -580,6 +590,12 @@ def write_markdown(
         "",
         *([f"![time per epoch against data size]({image})", ""] if image else []),
         results_table(report["results"]),
+        "",
+        "## Roofline",
+        "",
+        _roofline.describe(report.get("roofline"), bw["GBps"]),
+        "",
+        _roofline.table(report["results"]),
         "",
         "## Targets (informative)",
         "",
@@ -843,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
     report["bandwidth"] = bw
     for k, v in bw["methods"].items():
         log(f"  {k:22s} {v['GBps_median']:6.2f} GB/s (best {v['GBps_best']:.2f})")
+    log("== roofline: read bandwidth on 1 and 2 threads, multiply + add throughput")
+    roof = _roofline.measure(int(gb * 1e9), bw_repeats, log)
+    report["roofline"] = roof
 
     # 3. the grid
     cpu_variants = []
@@ -866,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
                 bandwidth=bw["GBps"],
                 timing=timing,
                 errors=errors,
+                roof=roof,
+                cache_repeats=3 if args.quick else 7,
             )
             results.append(rec)
     # the bandwidth again after the grid (the load may have changed): the floor uses the
@@ -885,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     for rec in results:
         rec["floor_s"] = rec["bytes"] / (best["GBps"] * 1e9)
         _ratios(rec)
+        _roofline.floors(rec, best["GBps"], roof)
     report["results"] = results
     report["targets"] = evaluate_targets(results)
     meta["threadpools"] = threadpools()  # after numpy, torch and sklearn have loaded their BLAS
@@ -926,6 +948,8 @@ def main(argv: list[str] | None = None) -> int:
     # 5. reports
     log("")
     log(results_table(results))
+    log("")
+    log(_roofline.table(results))
     log("")
     log(targets_table(report["targets"]) if report["targets"] else "(no target applies)")
     written = []

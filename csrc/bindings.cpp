@@ -1,5 +1,5 @@
 // pybind11 module linsgd._core: the entry points (loss, gradient, train, partial_gradient, update,
-// all_finite, epoch_means and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
+// all_finite, epoch_means, randperm_from_draws and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
 // every argument (python/arguments.hpp, shared with _cuda), dispatches on the dtype to the host
 // kernels (linsgd/kernels.hpp) and releases the GIL. Callers normally go through
 // linsgd.kernels, but a direct call must be just as safe: nothing here trusts a shape, a
@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "linsgd/kernels.hpp"
+#include "linsgd/randperm.hpp"
 #include "linsgd/steps.hpp"
 #include "python/arguments.hpp"
 #include "python/fastcall.hpp"
@@ -108,6 +110,25 @@ py::list epoch_means_py(py::handle obj) {
     for (py::ssize_t e = 0; e < epochs; ++e)
         PyList_SET_ITEM(out.ptr(), e, py::float_(linsgd::epoch_mean(p + e * steps, steps)).release().ptr());
     return out;
+}
+
+// ---- randperm_from_draws: torch's CPU randperm from its generator's raw outputs --------------
+
+void randperm_py(const py::array& draws_obj, const py::array& out_obj) {
+    if (!py::isinstance<py::array_t<uint32_t>>(draws_obj) || draws_obj.ndim() != 1 ||
+        !(draws_obj.flags() & py::array::c_style))
+        type_error("draws must be a 1-D C-contiguous uint32 array");
+    if (!py::isinstance<py::array_t<int64_t>>(out_obj) || out_obj.ndim() != 1 ||
+        !(out_obj.flags() & py::array::c_style) || !out_obj.writeable())
+        type_error("out must be a 1-D C-contiguous writable int64 array");
+    const int64_t n = out_obj.shape(0);
+    if (draws_obj.shape(0) != (n > 0 ? n - 1 : 0))
+        value_error("draws must hold len(out) - 1 values, got " + std::to_string(draws_obj.shape(0)));
+    if (n > (int64_t(1) << 32) / 20) value_error("out must have fewer than 2**32 / 20 elements");
+    const auto* draws = static_cast<const uint32_t*>(draws_obj.data());
+    auto* out = static_cast<int64_t*>(py::array(out_obj).mutable_data());
+    py::gil_scoped_release nogil;
+    linsgd::randperm_from_draws(draws, n, out);
 }
 
 // ---- the kernels -----------------------------------------------------------------------------
@@ -212,6 +233,7 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
     }
     a.target_loss = c.target_loss;
     a.threads = c.threads;
+    a.find_bad_data = c.data_check_deferred;
     const linsgd::StopCheck stop{&python_signal_pending, nullptr};
     // Multiply-adds of the call (saturating): below a few tens of thousands the call takes
     // microseconds, less than other threads would gain, and handing the GIL over and back
@@ -226,11 +248,36 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
 
 // ---- train: a raw METH_FASTCALL function (python/fastcall.hpp) -------------------------------
 
+// The parameters and momentum buffers at the call's start (small next to the data), put back
+// when the training pass finds NaN or infinity in the data: the call then fails as the check
+// before training would have, with the model as it was.
+class ModelSnapshot {
+  public:
+    explicit ModelSnapshot(const TrainCall& c) : views_{&c.model.w, &c.model.b, &c.buf_w, &c.buf_b} {
+        for (int k = 0; k < 4; ++k)
+            if (views_[k]->given()) bytes_[k].assign(views_[k]->data, views_[k]->data + views_[k]->nbytes());
+    }
+    void restore() const {
+        for (int k = 0; k < 4; ++k)
+            if (views_[k]->given()) std::memcpy(views_[k]->data, bytes_[k].data(), bytes_[k].size());
+    }
+
+  private:
+    const ArrayView* views_[4];
+    std::vector<char> bytes_[4];
+};
+
 py::tuple train_impl(PyObject* const* arg) {
-    const TrainCall c = check_train<HostMemory>(arg);
+    const TrainCall c = check_train<HostMemory>(arg, true);
     if (c.check_only() || c.epochs == 0) return c.result(0, 0);
+    const std::unique_ptr<ModelSnapshot> start(c.data_check_deferred ? new ModelSnapshot(c) : nullptr);
     const linsgd::TrainOutcome out = c.model.scalar == Scalar::f32 ? run_train<float>(c) : run_train<double>(c);
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
+    if (out.status == linsgd::TrainStatus::data_not_finite) {
+        start->restore();
+        require_finite_data<HostMemory>(c);
+        value_error("the data contain NaN or infinity");  // (not reached: the scan names the array)
+    }
     return c.result(out.steps_done, static_cast<int>(out.status));
 }
 
@@ -273,6 +320,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("epoch_means", &epoch_means_py, py::arg("losses"),
           "The mean of each row of the C-contiguous float64 array losses (epochs, steps) over its non-NaN "
           "entries, added in order from 0 (Python's sum() before 3.12), NaN for a row of NaN; a list of floats.");
+    m.def("randperm_from_draws", &randperm_py, py::arg("draws"), py::arg("out"),
+          "Write into out (int64, n) torch's CPU randperm(n) from its generator's n - 1 raw 32-bit outputs "
+          "(uint32 draws): swap r[i] and r[i + draws[i] % (n - i)] for i = 0 .. n - 2.");
     m.def("cpu_variant", &linsgd::cpu::variant_name,
           "The instruction-set variant the kernels run: 'baseline', 'avx2' or 'avx512'.");
     m.def("supported_cpu_variants", &linsgd::cpu::supported_variants, "The instruction-set variants this CPU can run.");

@@ -510,8 +510,69 @@ bool update(const Model<T>& model, const T* grad_weight, const T* grad_bias, T* 
                            use_momentum ? buf_bias : nullptr, s, use_momentum && !momentum_initialized);
 }
 
+namespace {
+
+// What the training pass has shown finite so far (TrainArgs::find_bad_data): a batch's rows
+// when its loss is finite, all rows once an epoch that reads each of them has run, the
+// validation set once its loss is finite.
 template <typename T>
-TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
+struct DataCheck {
+    bool on = false;
+    bool train_shown = false;
+    bool valid_shown = false;
+
+    // Rows [0, rows) of X and Y, through `rows` (contiguous when not gathered).
+    static bool rows_finite(const Data<T>& d, const int64_t* rows, int64_t count, bool gathered, int64_t n,
+                            int64_t u_count) {
+        if (!gathered)
+            return all_finite<T>(d.x + rows[0] * n, count * n) &&
+                   all_finite<T>(d.y + rows[0] * u_count, count * u_count);
+        for (int64_t i = 0; i < count; ++i)
+            if (!all_finite<T>(d.x + rows[i] * n, n) || !all_finite<T>(d.y + rows[i] * u_count, u_count)) return false;
+        return true;
+    }
+    // A batch with a non-finite loss (or, with row weights, a zero loss: an all-zero weight
+    // sum makes the loss 0 whatever the rows hold) is scanned; any other batch is finite.
+    bool batch_bad(const Data<T>& d, const int64_t* rows, int64_t count, bool gathered, const Model<T>& m,
+                   T batch_loss) const {
+        if (!on || train_shown) return false;
+        if (!loss_diverged(batch_loss) && !(d.sample_weight && batch_loss == T(0))) return false;
+        return !rows_finite(d, rows, count, gathered, m.features, m.outputs);
+    }
+    // After each epoch's validation loss.
+    bool valid_bad(const Data<T>& v, const Model<T>& m, T loss) {
+        if (!on || valid_shown) return false;
+        if (!is_finite(loss) && !(all_finite<T>(v.x, v.rows * m.features) && all_finite<T>(v.y, v.rows * m.outputs)))
+            return true;
+        valid_shown = true;
+        return false;
+    }
+    // Whether an epoch's order reads every row of X at least once.
+    static bool covers(const int64_t* order, int64_t count, int64_t rows) {
+        if (!order) return count == rows;
+        const int64_t words = (rows + 63) / 64;
+        std::unique_ptr<uint64_t[]> seen(new uint64_t[static_cast<size_t>(words)]());
+        for (int64_t i = 0; i < count; ++i) seen[order[i] >> 6] |= uint64_t(1) << (order[i] & 63);
+        for (int64_t w = 0; w + 1 < words; ++w)
+            if (~seen[w] != 0) return false;
+        const int64_t tail = rows - (words - 1) * 64;
+        const uint64_t full = tail == 64 ? ~uint64_t(0) : (uint64_t(1) << tail) - 1;
+        return seen[words - 1] == full;
+    }
+    // At the end: whatever training did not show finite, scanned whole.
+    bool rest_bad(const TrainArgs<T>& a) const {
+        const Model<T>& m = a.model;
+        if (!train_shown &&
+            !(all_finite<T>(a.data.x, a.data.rows * m.features) && all_finite<T>(a.data.y, a.data.rows * m.outputs)))
+            return true;
+        return a.valid_losses && !valid_shown &&
+               !(all_finite<T>(a.valid.x, a.valid.rows * m.features) &&
+                 all_finite<T>(a.valid.y, a.valid.rows * m.outputs));
+    }
+};
+
+template <typename T>
+TrainOutcome train_epochs(const TrainArgs<T>& a, const StopCheck& stop, DataCheck<T>& check) {
     TrainOutcome out;
     const Model<T>& model = a.model;
     const EpochSteps plan(a.rows_per_epoch, a.batch_size);
@@ -554,6 +615,10 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
                                                              grad_weight.data(), gb, error.data(), scaled_error.data())
                                 : batch_gradient<T>(a.data, batch_rows, plan.rows - start, gathered, batch, model,
                                                     grad_weight.data(), gb, error.data(), scaled_error.data());
+            if (check.batch_bad(a.data, batch_rows, batch, gathered, model, batch_loss)) {
+                out.status = TrainStatus::data_not_finite;
+                return out;
+            }
             a.losses[e * plan.steps + step] = static_cast<double>(batch_loss);
             if (loss_diverged(batch_loss)) {
                 out.status = TrainStatus::diverged;
@@ -567,9 +632,29 @@ TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
             out.status = status_after_update(batch_loss, finite, a.target_loss);
             if (out.status != TrainStatus::completed) return out;
         }
-        if (a.valid_losses)
-            a.valid_losses[e] = static_cast<double>(loss_into<T>(pool, a.valid, model, valid_squares.data()));
+        if (check.on && !check.train_shown) check.train_shown = DataCheck<T>::covers(a.order, plan.rows, a.data.rows);
+        if (a.valid_losses) {
+            const T valid_loss = loss_into<T>(pool, a.valid, model, valid_squares.data());
+            a.valid_losses[e] = static_cast<double>(valid_loss);
+            if (check.valid_bad(a.valid, model, valid_loss)) {
+                out.status = TrainStatus::data_not_finite;
+                return out;
+            }
+        }
     }
+    return out;
+}
+
+}  // namespace
+
+template <typename T>
+TrainOutcome train(const TrainArgs<T>& a, const StopCheck& stop) {
+    DataCheck<T> check;
+    check.on = a.find_bad_data;
+    TrainOutcome out = train_epochs<T>(a, stop, check);
+    if (check.on && out.status != TrainStatus::interrupted && out.status != TrainStatus::data_not_finite &&
+        check.rest_bad(a))
+        out.status = TrainStatus::data_not_finite;
     return out;
 }
 

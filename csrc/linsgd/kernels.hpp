@@ -36,7 +36,8 @@ struct SgdHyper {
     bool maximize = false;
 };
 
-enum class TrainStatus : int { completed = 0, target_loss = 1, diverged = 2, interrupted = 3 };
+// data_not_finite: only with TrainArgs::find_bad_data; the binding restores the model and raises.
+enum class TrainStatus : int { completed = 0, target_loss = 1, diverged = 2, interrupted = 3, data_not_finite = 4 };
 
 struct TrainOutcome {
     int64_t steps_done = 0;
@@ -69,6 +70,10 @@ struct TrainArgs {
     double target_loss = NAN;
     // Host threads for large batches; results are the same for every count.
     int threads = 1;
+    // Check the data for NaN and infinity inside the training pass (host only): a non-finite
+    // datum makes its batch's (or the validation set's) loss non-finite, so only such a batch is
+    // scanned, and whatever training did not read at the end; status data_not_finite if any.
+    bool find_bad_data = false;
 };
 
 namespace cpu {

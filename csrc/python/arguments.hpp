@@ -246,6 +246,7 @@ struct TrainCall {
     double target_loss = std::numeric_limits<double>::quiet_NaN();
     int threads = 1;
     int64_t flags = kCheckData | kCheckParams;
+    bool data_check_deferred = false;  // flag 1 left to the training pass (TrainArgs::find_bad_data)
 
     TrainCall() = default;
     TrainCall(TrainCall&&) = default;  // lr_values may point into lr_copy, which a move keeps
@@ -312,14 +313,23 @@ void require_finite(const ArrayView& a) {
     if (!ok) value_error(std::string(a.name) + " contains NaN or infinity");
 }
 
+// flag 1's check: the first of X, Y, X_valid, Y_valid holding NaN or infinity is named.
+template <typename M>
+void require_finite_data(const TrainCall& c) {
+    for (const ArrayView* a : {&c.model.x, &c.model.y, &c.x_valid, &c.y_valid}) require_finite<M>(*a);
+}
+
 inline py::object nan_array(int64_t n) {
     py::array_t<double> a(static_cast<py::ssize_t>(n));
     std::fill_n(a.mutable_data(), n, std::numeric_limits<double>::quiet_NaN());
     return std::move(a);
 }
 
+// may_defer_data_check: a binding whose kernel checks the data inside the training pass
+// (TrainArgs::find_bad_data) lets flag 1 wait for it when that gives the same outcome: a call
+// that trains, with finite parameters (a non-finite one is refused after the data, as here).
 template <typename M>
-TrainCall check_train(PyObject* const* arg) {
+TrainCall check_train(PyObject* const* arg, bool may_defer_data_check = false) {
     auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
     TrainCall c;
     ModelViews& m = c.model;
@@ -399,9 +409,15 @@ TrainCall check_train(PyObject* const* arg) {
     ViewList outs;
     for (const ArrayView* a : {&m.w, &m.b, &c.buf_w, &c.buf_b}) outs.add(*a);
     no_overlap(outs, c.arrays());
-    if (c.flags & kCheckData)
-        for (const ArrayView* a : {&m.x, &m.y, &c.x_valid, &c.y_valid}) require_finite<M>(*a);
-    if (c.flags & kCheckParams)
+    auto finite_view = [](const ArrayView& a) {
+        return !a.given() ||
+               (a.scalar() == Scalar::f32 ? M::template all_finite<float>(a) : M::template all_finite<double>(a));
+    };
+    const bool params_finite = !(c.flags & kCheckParams) || (finite_view(m.w) && finite_view(m.b));
+    c.data_check_deferred =
+        may_defer_data_check && (c.flags & kCheckData) && !c.check_only() && c.epochs > 0 && params_finite;
+    if ((c.flags & kCheckData) && !c.data_check_deferred) require_finite_data<M>(c);
+    if (!params_finite)
         for (const ArrayView* a : {&m.w, &m.b}) require_finite<M>(*a);
 
     // the outputs, NaN where no step (or no epoch) runs; numpy arrays for both bindings

@@ -17,10 +17,12 @@ yields, epoch after epoch (see ``reference/torch-sgd-semantics.md`` §4 and Appe
   (``M - 1`` raw outputs); ``drop_last`` does not change the permutations, it only leaves out
   the last ``M % batch_size`` rows of each.
 
-The raw draws of many epochs are taken in one vectorised call and reduced with one vectorised
-``%``; only the sequential swap loop of the Fisher-Yates shuffle is a loop, compiled with numba
-(cached on disk) from 4,096 rows on (about 10 ms per million rows once compiled), and a plain
-Python loop below that or when numba is missing.
+The raw draws of many epochs are taken in one vectorised call (32-bit outputs, as
+``Generator.integers`` over the full uint32 range returns them: one raw output each); the
+``%`` and the sequential swap loop of the Fisher-Yates shuffle run compiled in
+``linsgd._core.randperm_from_draws`` (the partners of the next swaps prefetched), or, without
+``_core``, a vectorised ``%`` and the swap loop in numba (cached on disk) from 4,096 rows on and
+a plain Python loop below that or when numba is missing.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ __all__ = ["MAX_SHUFFLE_ROWS", "TorchDataLoaderOrder", "dataloader_orders", "tor
 MAX_SHUFFLE_ROWS = (2**32) // 20
 
 _NUMBA_MIN_ROWS = 4096  # below this the pure-Python loop is as fast as calling numba
-_RAW_CHUNK = 1 << 22  # raw draws taken per vectorised call (32 MiB of uint64)
+_RAW_CHUNK = 1 << 22  # raw draws per vectorised call without _core (16 MiB of uint32)
 _numba_swaps = None  # compiled lazily: False when numba is not usable
+
+try:
+    from ._core import randperm_from_draws as _core_randperm
+except ImportError:  # a numba-only install
+    _core_randperm = None
 
 
 def torch_mt19937(seed: int) -> np.random.MT19937:
@@ -79,6 +86,17 @@ def _get_numba_swaps():
     return _numba_swaps
 
 
+def _permutations(draws: np.ndarray, n: int) -> np.ndarray:
+    """torch's ``randperm_cpu(n)`` from each row of ``draws`` (uint32, ``(E, n - 1)``), the
+    generator's raw outputs: ``(E, n)`` int64."""
+    if _core_randperm is None:
+        return _fisher_yates(draws % np.arange(n, 1, -1, dtype=np.uint32), n)
+    out = np.empty((draws.shape[0], n), dtype=np.int64)
+    for e in range(draws.shape[0]):
+        _core_randperm(np.ascontiguousarray(draws[e]), out[e])
+    return out
+
+
 def _fisher_yates(z: np.ndarray, n: int) -> np.ndarray:
     """Apply torch's ``randperm_cpu`` swaps ``swap(r[i], r[i + z[e, i]])`` to ``0..n-1``.
 
@@ -119,11 +137,19 @@ class TorchDataLoaderOrder:
 
     def __init__(self, seed: int) -> None:
         self._bitgen = torch_mt19937(seed)
+        self._gen = np.random.Generator(self._bitgen)
 
     def _raw(self, count: int) -> np.ndarray:
+        # integers over the whole uint32 range is one raw 32-bit output per value (numpy's
+        # bounded-integer code returns next_uint32 itself for that range), about twice as fast
+        # as random_raw's uint64
         if count <= 0:
-            return np.empty(0, dtype=np.uint64)
-        return np.asarray(self._bitgen.random_raw(count), dtype=np.uint64)
+            return np.empty(0, dtype=np.uint32)
+        return self._gen.integers(0, 1 << 32, size=count, dtype=np.uint32)
+
+    def _skip(self, count: int) -> None:
+        if count > 0:
+            self._bitgen.random_raw(count, output=False)  # advances without an array
 
     @staticmethod
     def _check_rows(n: int) -> None:
@@ -147,9 +173,7 @@ class TorchDataLoaderOrder:
             int64 array, a permutation of ``0..n-1``.
         """
         self._check_rows(n)
-        raw = self._raw(n - 1)
-        z = raw % np.arange(n, 1, -1, dtype=np.uint64) if n > 1 else raw
-        return _fisher_yates(z.reshape(1, -1), n)[0]
+        return _permutations(self._raw(n - 1).reshape(1, -1), n)[0]
 
     def next_epoch(self, n: int, *, complete: bool = True) -> np.ndarray:
         """Return the next epoch's row order and advance the generator past that epoch.
@@ -168,17 +192,18 @@ class TorchDataLoaderOrder:
             int64 array of shape ``(n,)``: the rows in the order the DataLoader visits them.
         """
         self._check_rows(n)
-        self._raw(2)  # _BaseDataLoaderIter._base_seed: one random64()
+        self._skip(2)  # _BaseDataLoaderIter._base_seed: one random64()
         perm = self.randperm(n)
         if complete:
-            self._raw(n - 1)  # RandomSampler's trailing randperm(n)[:0]
+            self._skip(n - 1)  # RandomSampler's trailing randperm(n)[:0]
         return perm
 
     def orders(self, n: int, epochs: int) -> np.ndarray:
         """Return the row orders of the next ``epochs`` complete epochs.
 
-        The raw draws of many epochs are taken at once, so the cost per epoch is one
-        vectorised draw plus the compiled swap loop.
+        Each epoch's draws that no order uses (the base seed, the trailing permutation) only
+        advance the generator; the swaps run compiled (without ``_core``: the raw draws of
+        many epochs at once, a vectorised ``%`` and the numba swap loop).
 
         Parameters
         ----------
@@ -193,15 +218,21 @@ class TorchDataLoaderOrder:
             int64 array of shape ``(epochs, n)``.
         """
         self._check_rows(n)
+        if _core_randperm is None:  # the vectorised % and swap loop: many epochs per call
+            return self._orders_vectorised(n, epochs)
+        out = np.empty((epochs, n), dtype=np.int64)
+        for e in range(epochs):
+            out[e] = self.next_epoch(n)
+        return out
+
+    def _orders_vectorised(self, n: int, epochs: int) -> np.ndarray:
         out = np.empty((epochs, n), dtype=np.int64)
         per = 2 + 2 * max(n - 1, 0)  # base seed, randperm, trailing randperm
         step = max(1, _RAW_CHUNK // per)
-        mods = np.arange(n, 1, -1, dtype=np.uint64)
         for e0 in range(0, epochs, step):
             E = min(step, epochs - e0)
             raw = self._raw(E * per).reshape(E, per)
-            z = raw[:, 2 : 2 + max(n - 1, 0)] % mods
-            out[e0 : e0 + E] = _fisher_yates(z, n)
+            out[e0 : e0 + E] = _permutations(raw[:, 2 : 2 + max(n - 1, 0)], n)
         return out
 
     def get_state(self) -> dict:

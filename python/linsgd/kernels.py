@@ -411,7 +411,10 @@ def train(
         unweighted (torch) result and scaling all weights changes nothing; a batch whose weights
         are all zero contributes no gradient.
     check_finite : bool
-        Check the data for NaN and infinity first (one pass over it, no allocation).
+        Refuse NaN and infinity in the data. The C++ and numba backends check inside the
+        training pass (a non-finite datum makes its batch's loss non-finite: only that batch is
+        scanned, and at the end what training did not read); the error and the model left as it
+        was are those of a check before training.
     backend : str, optional
         ``"cpp"`` or ``"numba"``; the default backend when None.
     n_threads : int
@@ -512,7 +515,8 @@ def epoch(
     sample_weight : array_like of shape (M,), optional
         Non-negative row weights, as in :func:`train`.
     check_finite : bool, default=True
-        Check the data for NaN and infinity first (one pass over it, no allocation).
+        Refuse NaN and infinity in the data, checked inside the training pass (see
+        :func:`train`).
     backend : str, optional
         ``"cpp"`` or ``"numba"`` (``"cuda"`` where built); the default backend when None.
     n_threads : int, default=1
@@ -594,7 +598,8 @@ def step(
     sample_weight : array_like of shape (B,), optional
         Non-negative row weights, as in :func:`train`.
     check_finite : bool, default=True
-        Check the data for NaN and infinity first (one pass over it, no allocation).
+        Refuse NaN and infinity in the data, checked inside the training pass (see
+        :func:`train`).
     backend : str, optional
         ``"cpp"`` or ``"numba"`` (``"cuda"`` where built); the default backend when None.
     n_threads : int, default=1

@@ -42,6 +42,7 @@ _EMPTY = {np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt)) for dt in (np.fl
 _NO_LOSSES = np.empty(0, dtype=np.float64)
 
 try:  # every call's arguments are checked by _core's check when it is built
+    from .._core import all_finite as _core_all_finite
     from .._core import train as _core_train
 except ImportError:
     _core_train = None
@@ -288,19 +289,68 @@ def train(
     valid_losses : ndarray of float64, shape (E,), or None
         The validation MSE after each epoch (None without a validation set).
     """
+    call = (
+        X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+        dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+        target_loss, sample_weight,
+    )  # fmt: skip
+    # Flag 1 inside the training pass, as _core.train does it: a non-finite datum makes its
+    # batch's loss non-finite (with row weights, its update), which ends training in the first
+    # epoch; what that epoch did not show finite is scanned after it, the model put back and
+    # _core's check raises its error.
+    deferred = _core_train is not None and flags & 5 == 1
+    losses = valid_losses = None
     if _core_train is not None:
         # _core's own check of every argument; it makes the loss arrays and runs nothing
-        _, _, losses, valid_losses = _core_train(
-            X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
-            dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
-            target_loss, sample_weight, threads, flags | 4,
-        )  # fmt: skip
+        try:
+            _, _, losses, valid_losses = _core_train(
+                *call, threads, ((flags & ~1) if deferred else flags) | 4
+            )
+        except ValueError:
+            if deferred:
+                _core_train(*call, threads, flags | 4)  # the data's error comes first
+            raise
+    if not deferred:
+        return _train(*call, losses, valid_losses)
+    start = [(a, a.copy()) for a in (W, b, buf_W, buf_b) if a is not None]
+    out = _train(*call, losses, valid_losses)
+    if not _shown_finite(out, int(epochs), order, X.shape[0], X_valid, sample_weight) and not all(
+        _core_all_finite(a) for a in (X, Y, X_valid, Y_valid) if a is not None
+    ):
+        for a, copy in start:
+            a[...] = copy
+        _core_train(*call, threads, (flags & ~2) | 4)  # raises the data's error
+    return out
+
+
+def _shown_finite(out, epochs: int, order, m: int, X_valid, sample_weight) -> bool:
+    """Whether a finished call's training pass read every datum into a finite loss."""
+    steps, _, losses, valid_losses = out
+    per_epoch = losses.size // max(epochs, 1)
+    if losses.size == 0 or steps < per_epoch:
+        return False
+    if sample_weight is not None and (losses[:per_epoch] == 0.0).any():
+        return False  # an all-zero weight sum gives a zero loss whatever the rows hold
+    if order is not None:
+        seen = np.zeros(m, np.bool_)
+        seen[order.reshape(-1, order.shape[-1])[0]] = True
+        if not seen.all():
+            return False
+    return X_valid is None or bool(np.isfinite(valid_losses[0]))
+
+
+def _train(
+    X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+    dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+    target_loss, sample_weight, losses, valid_losses,
+):  # fmt: skip
+    """:func:`train` once checked (``losses`` None: by ``linsgd.kernels``)."""
     m = X.shape[0]
     E = int(epochs)
     rows = m if order is None else order.shape[-1]
     bs = rows if batch_size is None else min(int(batch_size), rows)
     has_valid = X_valid is not None
-    if _core_train is None:  # checked by linsgd.kernels, which calls it
+    if losses is None:  # checked by linsgd.kernels, which calls it
         losses = np.full(E * -(-rows // bs), np.nan)
         valid_losses = np.full(E, np.nan) if has_valid else None
     if E == 0:
