@@ -1,9 +1,8 @@
 // pybind11 module linsgd._core: the entry points (loss, gradient, train, partial_gradient, update,
-// all_finite, epoch_means, randperm_from_draws and the CPU-variant controls), their docstrings and the module definition. Each entry point checks
-// every argument (python/arguments.hpp, shared with _cuda), dispatches on the dtype to the host
-// kernels (linsgd/kernels.hpp) and releases the GIL. Callers normally go through
-// linsgd.kernels, but a direct call must be just as safe: nothing here trusts a shape, a
-// stride, a dtype or an index it has not checked.
+// all_finite, epoch_means, randperm_from_draws and the CPU-variant controls), their docstrings and the module
+// definition. Each entry point checks every argument (python/arguments.hpp, shared with _cuda), dispatches on the dtype
+// to the host kernels (linsgd/kernels.hpp) and releases the GIL. Callers normally go through linsgd.kernels, but a
+// direct call must be just as safe: nothing here trusts a shape, a stride, a dtype or an index it has not checked.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -99,8 +98,8 @@ py::list epoch_means_py(py::handle obj) {
         type_error("losses must be a numpy array, got " + std::string(py::str(py::type::of(obj))));
     const auto a = py::reinterpret_borrow<py::array>(obj);
     const py::dtype dt = a.dtype();
-    const bool layout = (a.flags() & py::array::c_style) != 0 &&
-                        reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(double) == 0;
+    const bool layout =
+        (a.flags() & py::array::c_style) != 0 && reinterpret_cast<std::uintptr_t>(a.data()) % sizeof(double) == 0;
     if (dt.kind() != 'f' || dt.itemsize() != 8 || !native_byte_order(dt.byteorder()) || a.ndim() != 2 || !layout)
         type_error("losses must be a C-contiguous float64 array of shape (epochs, steps), got dtype " +
                    std::string(py::str(dt)) + " with " + std::to_string(a.ndim()) + " dimension(s)");
