@@ -351,7 +351,7 @@ def _bcast(c, r):
 def test_real_mpi4py():
     pytest.importorskip(
         "mpi4py",
-        reason="mpi4py is not installed (it needs an MPI compiler this machine lacks); the "
+        reason="mpi4py is not installed (pip install mpi4py mpich, in the test extra); the "
         "adapter is tested over a fake communicator above",
     )
     from mpi4py import MPI
