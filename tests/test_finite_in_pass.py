@@ -20,6 +20,19 @@ from helpers import problem
 core = pytest.importorskip("linsgd._core", reason="the compiled check is linsgd._core's")
 
 
+@pytest.fixture(autouse=True, params=["in the pass", "scan first"])
+def numba_check_mode(request, monkeypatch):
+    """The numba backend checks data of 65,536 elements or more inside the training pass and
+    scans smaller data first (cheaper there); the small data here run both ways."""
+    if request.param == "in the pass":
+        try:
+            from linsgd import _numba as numba_backend
+        except ImportError:  # no numba: the cpp backend's pass does not depend on the mode
+            return request.param
+        monkeypatch.setattr(numba_backend, "_DEFER_SCAN_FROM", 0)
+    return request.param
+
+
 def _module(backend):
     from linsgd._backends import resolve_backend
 

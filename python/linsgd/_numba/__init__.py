@@ -40,6 +40,7 @@ _FIRST_CHUNK_WORK = 1 << 22
 # written to a zero-size array, so one set serves every call and every thread.
 _EMPTY = {np.dtype(dt): (np.empty(0, dt), np.empty((0, 0), dt)) for dt in (np.float64, np.float32)}
 _NO_LOSSES = np.empty(0, dtype=np.float64)
+_DEFER_SCAN_FROM = 1 << 16  # elements of X from which flag 1 is checked in the training pass
 
 try:  # every call's arguments are checked by _core's check when it is built
     from .._core import all_finite as _core_all_finite
@@ -298,7 +299,9 @@ def train(
     # batch's loss non-finite (with row weights, its update), which ends training in the first
     # epoch; what that epoch did not show finite is scanned after it, the model put back and
     # _core's check raises its error.
+    # Small data are scanned first: the scan costs less than the copies and checks around it.
     deferred = _core_train is not None and flags & 5 == 1
+    deferred = deferred and getattr(X, "size", 0) >= _DEFER_SCAN_FROM
     losses = valid_losses = None
     if _core_train is not None:
         # _core's own check of every argument; it makes the loss arrays and runs nothing
