@@ -290,31 +290,41 @@ def train(
     valid_losses : ndarray of float64, shape (E,), or None
         The validation MSE after each epoch (None without a validation set).
     """
-    call = (
-        X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
-        dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
-        target_loss, sample_weight,
-    )  # fmt: skip
-    # Flag 1 inside the training pass, as _core.train does it: a non-finite datum makes its
-    # batch's loss non-finite (with row weights, its update), which ends training in the first
-    # epoch; what that epoch did not show finite is scanned after it, the model put back and
-    # _core's check raises its error.
-    # Small data are scanned first: the scan costs less than the copies and checks around it.
-    deferred = _core_train is not None and flags & 5 == 1
-    deferred = deferred and getattr(X, "size", 0) >= _DEFER_SCAN_FROM
+    if _core_train is not None and flags & 5 == 1 and getattr(X, "size", 0) >= _DEFER_SCAN_FROM:
+        return _train_checking_in_pass(
+            X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+            dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+            target_loss, sample_weight, threads, flags,
+        )  # fmt: skip
     losses = valid_losses = None
     if _core_train is not None:
         # _core's own check of every argument; it makes the loss arrays and runs nothing
-        try:
-            _, _, losses, valid_losses = _core_train(
-                *call, threads, ((flags & ~1) if deferred else flags) | 4
-            )
-        except ValueError:
-            if deferred:
-                _core_train(*call, threads, flags | 4)  # the data's error comes first
-            raise
-    if not deferred:
-        return _train(*call, losses, valid_losses)
+        _, _, losses, valid_losses = _core_train(
+            X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+            dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+            target_loss, sample_weight, threads, flags | 4,
+        )  # fmt: skip
+    return _train(
+        X, Y, W, b, order, batch_size, lr, epochs, weight_decay, decay_bias, l2, momentum,
+        dampening, nesterov, maximize, buf_W, buf_b, momentum_initialized, X_valid, Y_valid,
+        target_loss, sample_weight, losses, valid_losses,
+    )  # fmt: skip
+
+
+def _train_checking_in_pass(*args):
+    """:func:`train` with flag 1 inside the training pass, as ``_core.train`` does it: a
+    non-finite datum makes its batch's loss non-finite (with row weights, its update), which
+    ends training in the first epoch; what that epoch did not show finite is scanned after it,
+    the model put back and ``_core``'s check raises its error. (Small data are scanned first
+    instead: there the scan costs less than the copies and checks around it.)"""
+    *call, threads, flags = args
+    X, Y, W, b, order, _, _, epochs = call[:8]
+    buf_W, buf_b, _, X_valid, Y_valid, _, sample_weight = call[15:22]
+    try:
+        _, _, losses, valid_losses = _core_train(*call, threads, (flags & ~1) | 4)
+    except ValueError:
+        _core_train(*call, threads, flags | 4)  # the data's error comes first
+        raise
     start = [(a, a.copy()) for a in (W, b, buf_W, buf_b) if a is not None]
     out = _train(*call, losses, valid_losses)
     if not _shown_finite(out, int(epochs), order, X.shape[0], X_valid, sample_weight) and not all(
