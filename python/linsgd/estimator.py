@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _checks as ck
 from ._comm_param import CommParamMixin
 from ._fit import fit_model
 from ._params import auto_lr
@@ -33,11 +34,13 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 def _kernel_layout(coef: Any, intercept: Any, has_intercept: bool) -> tuple:
     """Copies of fitted ``coef_``/``intercept_`` in kernel layout: W (U, N), b (U,) or None."""
     coef = np.asarray(coef)
-    dt = coef.dtype if coef.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    W = np.array(np.atleast_2d(coef), dtype=dt, order="C", copy=True)
+    dt = coef.dtype
+    if not (dt is ck.F64 or dt is ck.F32):
+        dt = dt if dt in (np.float32, np.float64) else ck.F64
+    W = np.array(coef if coef.ndim == 2 else coef.reshape(1, -1), dtype=dt, order="C", copy=True)
     if not has_intercept:
         return W, None
-    b = np.array(np.atleast_1d(intercept), dtype=dt, order="C", copy=True).reshape(-1)
+    b = np.array(intercept, dtype=dt, order="C", copy=True).reshape(-1)
     if b.shape != (W.shape[0],):
         b = np.broadcast_to(b, (W.shape[0],)).copy()
     return W, b
