@@ -1,0 +1,186 @@
+// Host kernels for X in compressed sparse rows: the batch gradient reads only the stored
+// entries (linsgd/sparse.hpp), the weight gradient stays dense (U x N) and the update is the
+// dense one (cpu::update, the instruction-set variant dispatch.cpp chose). One thread, compiled
+// once: a row's stored entries are gathered through its column indices, which no vector width
+// speeds up much.
+#include "linsgd/sparse.hpp"
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "linsgd/kernels.hpp"
+#include "linsgd/math.hpp"
+#include "linsgd/steps.hpp"
+
+namespace linsgd {
+namespace cpu {
+namespace {
+
+template <typename T, typename I>
+inline int64_t row_begin(const Csr<T, I>& x, int64_t row) {
+    return static_cast<int64_t>(x.indptr[row]);
+}
+
+template <typename T, typename I>
+inline int64_t row_end(const Csr<T, I>& x, int64_t row) {
+    return static_cast<int64_t>(x.indptr[row + 1]);
+}
+
+// The prediction of one row for output u, as predict_one gives it on the dense row.
+template <typename T, typename I>
+inline T predict_row(const Csr<T, I>& x, int64_t row, const Model<T>& model, int64_t u) {
+    const T p = sparse_dot<T, I>(x.values, x.indices, row_begin(x, row), row_end(x, row),
+                                 model.weight + u * model.features, model.features);
+    return model.bias ? p + model.bias[u] : p;
+}
+
+// cpu/sgd.cpp's batch_gradient for CSR rows: the errors of every batch row, X^T e added row by
+// row in batch order, then the bias gradient and the loss by torch's cascade sums over the
+// stored errors (the dense kernel's batch_finish).
+template <typename T, typename I>
+T batch_gradient(const Csr<T, I>& x, const Data<T>& data, const int64_t* rows, int64_t batch, const Model<T>& model,
+                 T* grad_weight, T* grad_bias, T* error, T* scaled_error, double weight_total, T* sse) {
+    const int64_t n = model.features;
+    const int64_t u_count = model.outputs;
+    const T* const weight = data.sample_weight;
+    double weight_sum = static_cast<double>(batch);
+    if (weight_total >= 0.0) {
+        weight_sum = weight_total;
+    } else if (weight) {
+        weight_sum = 0.0;
+        for (int64_t i = 0; i < batch; ++i) weight_sum += static_cast<double>(weight[rows[i]]);
+    }
+    const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
+    if (u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
+    for (int64_t i = 0; i < batch; ++i) {
+        const int64_t row = rows[i];
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T e = predict_row<T, I>(x, row, model, u) - data.y[row * u_count + u];
+            error[i * u_count + u] = e;
+            scaled_error[i * u_count + u] = weight ? (e * scale) * weight[row] : e * scale;
+        }
+        sparse_accumulate_row<T, I>(grad_weight, n, u_count, x.values, x.indices, row_begin(x, row), row_end(x, row),
+                                    scaled_error + i * u_count);
+    }
+    if (grad_bias) {
+        for (int64_t u = 0; u < u_count; ++u) grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
+    }
+    const T total =
+        weight ? cascade_sum_contiguous<T>([&](int64_t k) { return (error[k] * error[k]) * weight[rows[k / u_count]]; },
+                                           batch * u_count)
+               : cascade_sum_contiguous<T>([&](int64_t k) { return error[k] * error[k]; }, batch * u_count);
+    if (sse) *sse = total;
+    return weighted_mean<T>(total, weight_sum, u_count);
+}
+
+// cpu/sgd.cpp's loss_into: the squared errors of every row, then one cascade sum.
+template <typename T, typename I>
+T loss_into(const Csr<T, I>& x, const Data<T>& data, const Model<T>& model, T* squares) {
+    const int64_t u_count = model.outputs;
+    if (x.rows == 0 || u_count == 0) return T(NAN);
+    const T* const weight = data.sample_weight;
+    for (int64_t r = 0; r < x.rows; ++r)
+        for (int64_t u = 0; u < u_count; ++u) {
+            const T e = predict_row<T, I>(x, r, model, u) - data.y[r * u_count + u];
+            squares[r * u_count + u] = weight ? (e * e) * weight[r] : e * e;
+        }
+    const T total = cascade_sum_contiguous<T>([&](int64_t k) { return squares[k]; }, x.rows * u_count);
+    double weight_sum = static_cast<double>(x.rows);
+    if (weight) {
+        weight_sum = 0.0;
+        for (int64_t i = 0; i < x.rows; ++i) weight_sum += static_cast<double>(weight[i]);
+        if (weight_sum == 0.0) return T(0);
+    }
+    return total / static_cast<T>(static_cast<double>(u_count) * weight_sum);
+}
+
+}  // namespace
+
+template <typename T, typename I>
+T sparse_loss(const Csr<T, I>& x, const Data<T>& data, const Model<T>& model) {
+    std::vector<T> squares(static_cast<size_t>(x.rows * model.outputs));
+    return loss_into<T, I>(x, data, model, squares.data());
+}
+
+template <typename T, typename I>
+T sparse_gradient(const Csr<T, I>& x, const Data<T>& data, const Model<T>& model, double weight_total, T* grad_weight,
+                  T* grad_bias, T* sse) {
+    const size_t cells = static_cast<size_t>(x.rows * model.outputs);
+    std::vector<T> error(cells), scaled_error(cells);
+    std::vector<int64_t> rows(static_cast<size_t>(x.rows));
+    for (int64_t i = 0; i < x.rows; ++i) rows[static_cast<size_t>(i)] = i;
+    return batch_gradient<T, I>(x, data, rows.data(), x.rows, model, grad_weight, model.bias ? grad_bias : nullptr,
+                                error.data(), scaled_error.data(), weight_total, sse);
+}
+
+// cpu/sgd.cpp's train, one thread, the batch gradient above and the dense update.
+template <typename T, typename I>
+TrainOutcome sparse_train(const SparseTrainArgs<T, I>& sa, const StopCheck& stop) {
+    const TrainArgs<T>& a = sa.base;
+    TrainOutcome out;
+    const Model<T>& model = a.model;
+    const EpochSteps plan(a.rows_per_epoch, a.batch_size);
+    const size_t cells = static_cast<size_t>(plan.batch * model.outputs);
+    std::vector<T> error(cells), scaled_error(cells);
+    std::vector<T> grad_weight(static_cast<size_t>(model.outputs * model.features));
+    std::vector<T> grad_bias(static_cast<size_t>(model.outputs));
+    std::vector<T> valid_squares(
+        a.valid_losses && sa.valid_sparse ? static_cast<size_t>(sa.valid_x.rows * model.outputs) : 0);
+    std::unique_ptr<int64_t[]> identity(a.order ? nullptr : new int64_t[static_cast<size_t>(plan.rows)]);
+    if (!a.order) {
+        for (int64_t i = 0; i < plan.rows; ++i) identity[i] = i;
+    }
+    const bool use_momentum = a.hyper.momentum != 0.0;
+    bool momentum_ready = a.momentum_initialized;
+    // Work per step: the stored entries of an average row stand in for the features.
+    const int64_t stored = static_cast<int64_t>(sa.x.indptr[sa.x.rows]);
+    StopPoll poll(plan.batch, stored / (sa.x.rows > 0 ? sa.x.rows : 1) + model.features / 64, model.outputs);
+    const Data<T> valid_targets{nullptr, a.valid.y, sa.valid_x.rows, nullptr};
+
+    for (int64_t e = 0; e < a.epochs; ++e) {
+        const int64_t* epoch_rows = a.order ? a.order + e * plan.rows : identity.get();
+        for (int64_t step = 0; step < plan.steps; ++step) {
+            if (poll.due() && stop()) {
+                out.status = TrainStatus::interrupted;
+                return out;
+            }
+            const int64_t batch = plan.size(step);
+            T* gb = model.bias ? grad_bias.data() : nullptr;
+            const T batch_loss =
+                batch_gradient<T, I>(sa.x, a.data, epoch_rows + plan.start(step), batch, model, grad_weight.data(), gb,
+                                     error.data(), scaled_error.data(), -1.0, nullptr);
+            a.losses[e * plan.steps + step] = static_cast<double>(batch_loss);
+            if (loss_diverged(batch_loss)) {
+                out.status = TrainStatus::diverged;
+                return out;
+            }
+            const bool finite = update<T>(model, grad_weight.data(), grad_bias.data(), a.buf_weight, a.buf_bias,
+                                          a.lr[e], a.hyper, momentum_ready);
+            if (use_momentum) momentum_ready = true;
+            ++out.steps_done;
+            out.status = status_after_update(batch_loss, finite, a.target_loss);
+            if (out.status != TrainStatus::completed) return out;
+        }
+        if (a.valid_losses)
+            a.valid_losses[e] = static_cast<double>(
+                sa.valid_sparse ? loss_into<T, I>(sa.valid_x, valid_targets, model, valid_squares.data())
+                                : loss<T>(a.valid, model));
+    }
+    return out;
+}
+
+#define LINSGD_INSTANTIATE(T, I)                                                                             \
+    template T sparse_loss<T, I>(const Csr<T, I>&, const Data<T>&, const Model<T>&);                         \
+    template T sparse_gradient<T, I>(const Csr<T, I>&, const Data<T>&, const Model<T>&, double, T*, T*, T*); \
+    template TrainOutcome sparse_train<T, I>(const SparseTrainArgs<T, I>&, const StopCheck&);
+
+LINSGD_INSTANTIATE(float, int32_t)
+LINSGD_INSTANTIATE(float, int64_t)
+LINSGD_INSTANTIATE(double, int32_t)
+LINSGD_INSTANTIATE(double, int64_t)
+
+#undef LINSGD_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace linsgd
