@@ -77,6 +77,7 @@ import numpy as np
 from . import _checks as ck
 from . import _cuda_dispatch as _cd
 from ._backends import backend_name
+from ._sparse import is_sparse
 from ._call import _hyper, evaluation_arrays, keep_state, raise_if_diverged, run_call, update_arrays
 
 __all__ = [
@@ -441,7 +442,7 @@ def train(
     if n_epochs:
         spe = losses.shape[0] // n_epochs
     else:  # no epoch ran: the steps an epoch would have had
-        rows = len(X) if orders is None else np.shape(orders)[-1]
+        rows = (X.shape[0] if is_sparse(X) else len(X)) if orders is None else np.shape(orders)[-1]
         spe = -(-rows // (rows if batch_size is None else min(operator.index(batch_size), rows)))
     return TrainResult(
         losses.reshape(n_epochs, spe), valid, steps, n_epochs if status == 0 else steps // spe,
