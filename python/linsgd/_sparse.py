@@ -1,4 +1,4 @@
-"""Sparse ``X``: scipy.sparse matrices and arrays, handed to the kernels in CSR form, never densified.
+"""Sparse ``X`` (scipy.sparse matrices and arrays), handed to the kernels in CSR form, never dense.
 
 A CSR matrix or array (``csr_matrix``, ``csr_array``) whose indices are sorted and free of
 duplicates (scipy's canonical format) is passed on as it is: its ``data``, ``indices`` and

@@ -77,8 +77,8 @@ import numpy as np
 from . import _checks as ck
 from . import _cuda_dispatch as _cd
 from ._backends import backend_name
-from ._sparse import is_sparse
 from ._call import _hyper, evaluation_arrays, keep_state, raise_if_diverged, run_call, update_arrays
+from ._sparse import is_sparse
 
 __all__ = [
     "TrainResult",
