@@ -265,6 +265,7 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.sparse = True
         return tags
 
     # ------------------------------------------------------------------ fitted parameters

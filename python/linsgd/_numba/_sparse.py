@@ -197,6 +197,8 @@ def check_structure(X: tuple, n_features: int, name: str = "X") -> None:
     for a, part in ((indices, "indices"), (indptr, "indptr")):
         if a.dtype not in (np.int32, np.int64) or a.ndim != 1:
             raise TypeError(f"{name}.{part} must be a 1-D int32 or int64 array")
+    if indices.dtype != indptr.dtype:
+        raise TypeError(f"{name}.indptr must have the dtype of {name}.indices")
     nnz = data.shape[0]
     if indices.shape[0] != nnz or indptr.shape[0] < 2:
         raise ValueError(f"{name}: indices must match data, indptr must have rows + 1 >= 2 entries")
