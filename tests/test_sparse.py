@@ -484,3 +484,35 @@ def test_large_sparse_fit_never_allocates_dense():
     assert "100000" in shape
     assert int(peak) < 150e6, f"peak Python allocation {int(peak) / 1e6:.0f} MB"
     assert int(grew) < 300e6, f"resident set grew by {int(grew) / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.0])
+def test_plain_sgd_touched_update_keeps_signed_zero_weights(backend, dtype, lr):
+    """Plain SGD updates only the columns a batch stores (C++): the other weights, exact zeros of
+    either sign included, keep the bits the dense update gives them."""
+    X = _csr(30, 40, 0.05, dtype, 6)
+    Y = _targets(30, 2, dtype, 6)
+    W0, b0 = _model(40, 2, dtype, 6)
+    W0[:, ::4] = 0.0
+    W0[:, 1::4] = -0.0
+    dense, sparse = _train_both(X, Y, W0, b0, backend, batch_size=4, epochs=2, lr=lr)
+    assert sparse == dense
+
+
+@needs_core
+def test_non_finite_weight_unchecked_ends_training_as_dense():
+    """A direct call that skips the parameter check (flags=1) with a NaN weight in a column no
+    row stores: the dense predictions are NaN (0 * NaN), so training ends at the first batch
+    loss, before any step; the sparse kernel, whose dots skip that column, ends there too."""
+    D = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    Y = np.ones((2, 1))
+    out = []
+    for data in (D, _triple_of(sp.csr_matrix(D))):
+        W = np.array([[0.5, 0.5, np.nan]])
+        steps, status, losses, _ = _direct(data, Y, W, flags=1)
+        out.append((steps, status, np.isnan(losses[0])))
+    assert out[0] == out[1] == (0, 2, True)
+
+
+def _triple_of(X):
+    return X.data, X.indices, X.indptr

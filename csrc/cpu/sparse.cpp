@@ -1,10 +1,12 @@
 // Host kernels for X in compressed sparse rows: the batch gradient reads only the stored
 // entries (linsgd/sparse.hpp), the weight gradient stays dense (U x N) and the update is the
-// dense one (cpu::update, the instruction-set variant dispatch.cpp chose). One thread, compiled
+// dense one (cpu::update, the instruction-set variant dispatch.cpp chose), which plain SGD
+// applies only where it can change a weight (touched_update). One thread, compiled
 // once: a row's stored entries are gathered through its column indices, which no vector width
 // speeds up much.
 #include "linsgd/sparse.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -35,12 +37,20 @@ inline T predict_row(const Csr<T, I>& x, int64_t row, const Model<T>& model, int
     return model.bias ? p + model.bias[u] : p;
 }
 
+// The columns a batch's rows store, each once: the only weight-gradient entries that can be
+// non-zero (the others are exactly +0: a sum of exact zeros that starts from +0).
+struct Touched {
+    std::vector<unsigned char> mark;
+    std::vector<int64_t> cols;
+};
+
 // cpu/sgd.cpp's batch_gradient for CSR rows: the errors of every batch row, X^T e added row by
 // row in batch order, then the bias gradient and the loss by torch's cascade sums over the
 // stored errors (the dense kernel's batch_finish).
 template <typename T, typename I>
 T batch_gradient(const Csr<T, I>& x, const Data<T>& data, const int64_t* rows, int64_t batch, const Model<T>& model,
-                 T* grad_weight, T* grad_bias, T* error, T* scaled_error, double weight_total, T* sse) {
+                 T* grad_weight, T* grad_bias, T* error, T* scaled_error, double weight_total, T* sse,
+                 Touched* touched = nullptr) {
     const int64_t n = model.features;
     const int64_t u_count = model.outputs;
     const T* const weight = data.sample_weight;
@@ -52,7 +62,9 @@ T batch_gradient(const Csr<T, I>& x, const Data<T>& data, const int64_t* rows, i
         for (int64_t i = 0; i < batch; ++i) weight_sum += static_cast<double>(weight[rows[i]]);
     }
     const T scale = weighted_gradient_scale<T>(weight_sum, u_count);
-    if (u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
+    // With `touched`, grad_weight is already zero but in the columns listed there last time,
+    // which the caller cleared; the columns stored now are listed.
+    if (!touched && u_count * n > 0) std::memset(grad_weight, 0, sizeof(T) * static_cast<size_t>(u_count * n));
     for (int64_t i = 0; i < batch; ++i) {
         const int64_t row = rows[i];
         for (int64_t u = 0; u < u_count; ++u) {
@@ -62,6 +74,15 @@ T batch_gradient(const Csr<T, I>& x, const Data<T>& data, const int64_t* rows, i
         }
         sparse_accumulate_row<T, I>(grad_weight, n, u_count, x.values, x.indices, row_begin(x, row), row_end(x, row),
                                     scaled_error + i * u_count);
+        if (touched) {
+            for (int64_t k = row_begin(x, row); k < row_end(x, row); ++k) {
+                const int64_t j = static_cast<int64_t>(x.indices[k]);
+                if (!touched->mark[static_cast<size_t>(j)]) {
+                    touched->mark[static_cast<size_t>(j)] = 1;
+                    touched->cols.push_back(j);
+                }
+            }
+        }
     }
     if (grad_bias) {
         for (int64_t u = 0; u < u_count; ++u) grad_bias[u] = cascade_column_sum<T>(scaled_error, batch, u_count, u);
@@ -93,6 +114,35 @@ T loss_into(const Csr<T, I>& x, const Data<T>& data, const Model<T>& model, T* s
         if (weight_sum == 0.0) return T(0);
     }
     return total / static_cast<T>(static_cast<double>(u_count) * weight_sum);
+}
+
+// The update of plain SGD (no weight decay or l2 on W, no momentum, not maximize) in the
+// columns a batch stored, the weight gradient cleared behind it. Every other weight's gradient
+// is +0, and fma(+0, -lr, p) is p (the sign of a zero p included): the dense update's bits.
+template <typename T>
+bool touched_update(const Model<T>& model, T* grad_weight, const T* grad_bias, const SgdScalars<T>& s,
+                    Touched& touched) {
+    const int64_t n = model.features;
+    T check = T(0);
+    for (const int64_t j : touched.cols) {
+        for (int64_t u = 0; u < model.outputs; ++u) {
+            T* g = grad_weight + u * n + j;
+            const T p = sgd_update<T>(model.weight[u * n + j], *g, nullptr, s, false, T(0), false);
+            model.weight[u * n + j] = p;
+            check = check + (p - p);
+            *g = T(0);
+        }
+        touched.mark[static_cast<size_t>(j)] = 0;
+    }
+    touched.cols.clear();
+    if (model.bias) {
+        for (int64_t u = 0; u < model.outputs; ++u) {
+            const T p = sgd_update<T>(model.bias[u], grad_bias[u], nullptr, s, s.use_decay_bias, s.decay_bias, false);
+            model.bias[u] = p;
+            check = check + (p - p);
+        }
+    }
+    return check == T(0);
 }
 
 }  // namespace
@@ -137,9 +187,26 @@ TrainOutcome sparse_train(const SparseTrainArgs<T, I>& sa, const StopCheck& stop
     const int64_t stored = static_cast<int64_t>(sa.x.indptr[sa.x.rows]);
     StopPoll poll(plan.batch, stored / (sa.x.rows > 0 ? sa.x.rows : 1) + model.features / 64, model.outputs);
     const Data<T> valid_targets{nullptr, a.valid.y, sa.valid_x.rows, nullptr};
+    // Plain SGD changes only the weights of the columns a batch stores: only those are updated.
+    // A non-finite weight (only a direct call that skips the check can bring one) makes every
+    // dense prediction NaN (0 * inf): the first batch loss is NaN, and training ends there.
+    if (plan.steps > 0 && a.epochs > 0 && !all_finite<T>(model.weight, model.outputs * model.features)) {
+        a.losses[0] = static_cast<double>(NAN);
+        out.status = TrainStatus::diverged;
+        return out;
+    }
+    const bool plain = !use_momentum && a.hyper.weight_decay + 2.0 * a.hyper.l2 == 0.0 && !a.hyper.maximize;
+    Touched touched;
+    if (plain) {
+        touched.mark.assign(static_cast<size_t>(model.features), 0);
+        std::fill(grad_weight.begin(), grad_weight.end(), T(0));
+    }
 
     for (int64_t e = 0; e < a.epochs; ++e) {
         const int64_t* epoch_rows = a.order ? a.order + e * plan.rows : identity.get();
+        const SgdScalars<T> s =
+            make_sgd_scalars<T>(a.lr[e], a.hyper.weight_decay, a.hyper.decay_bias, a.hyper.l2, a.hyper.momentum,
+                                a.hyper.dampening, a.hyper.nesterov, a.hyper.maximize);
         for (int64_t step = 0; step < plan.steps; ++step) {
             if (poll.due() && stop()) {
                 out.status = TrainStatus::interrupted;
@@ -149,14 +216,15 @@ TrainOutcome sparse_train(const SparseTrainArgs<T, I>& sa, const StopCheck& stop
             T* gb = model.bias ? grad_bias.data() : nullptr;
             const T batch_loss =
                 batch_gradient<T, I>(sa.x, a.data, epoch_rows + plan.start(step), batch, model, grad_weight.data(), gb,
-                                     error.data(), scaled_error.data(), -1.0, nullptr);
+                                     error.data(), scaled_error.data(), -1.0, nullptr, plain ? &touched : nullptr);
             a.losses[e * plan.steps + step] = static_cast<double>(batch_loss);
             if (loss_diverged(batch_loss)) {
                 out.status = TrainStatus::diverged;
                 return out;
             }
-            const bool finite = update<T>(model, grad_weight.data(), grad_bias.data(), a.buf_weight, a.buf_bias,
-                                          a.lr[e], a.hyper, momentum_ready);
+            const bool finite = plain ? touched_update<T>(model, grad_weight.data(), grad_bias.data(), s, touched)
+                                      : update<T>(model, grad_weight.data(), grad_bias.data(), a.buf_weight, a.buf_bias,
+                                                  a.lr[e], a.hyper, momentum_ready);
             if (use_momentum) momentum_ready = true;
             ++out.steps_done;
             out.status = status_after_update(batch_loss, finite, a.target_loss);

@@ -337,6 +337,8 @@ def train(
     # specialisation (numpy scalars type as the Python scalars of their kind).
     wd = float(weight_decay)
     if sparse:
+        if losses.size and not np.isfinite(W).all():  # cpu/sparse.cpp: the dense dots are NaN
+            return 0, 2, losses, valid_losses
         args, size = _sparse.train_args(
             X, Y, W, b, has_b, order, rows, bs, rates, wd + 2.0 * float(l2),
             wd if decay_bias else 0.0, momentum, dampening, nesterov, maximize, buf_W, buf_b,
