@@ -300,8 +300,9 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Training data (numpy, DataFrame, CPU torch tensor, ...).
+        X : array_like or sparse matrix of shape (n_samples, n_features)
+            Training data (numpy, DataFrame, CPU torch tensor, ..., or scipy.sparse: CSR used
+            as it is, other formats converted once, never densified).
         y : array_like of shape (n_samples,) or (n_samples, n_outputs)
             Targets. 1-D gives a single-output model with 1-D ``coef_``.
         sample_weight : array_like of shape (n_samples,), optional
@@ -365,8 +366,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Training data.
+        X : array_like or sparse matrix of shape (n_samples, n_features)
+            Training data (dense or scipy.sparse, as in :meth:`fit`).
         y : array_like of shape (n_samples,) or (n_samples, n_outputs)
             Targets, with as many outputs as the model has.
         sample_weight : array_like of shape (n_samples,), optional
@@ -398,8 +399,8 @@ class LinearRegressor(TorchInteropMixin, RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Samples.
+        X : array_like or sparse matrix of shape (n_samples, n_features)
+            Samples (a scipy.sparse ``X`` gives scipy's product ``X @ coef_.T``).
 
         Returns
         -------
