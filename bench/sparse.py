@@ -144,12 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             entries["torch loop (sparse.mm)"] = t
         if U == 1:
             entries["sklearn SGDRegressor.partial_fit"] = sklearn_entry(X, Y[:, 0])
-        res = measure_interleaved(entries, repeats=5, min_repeats=2, max_total_s=budget,
-                                  on_error=lambda n, e: print(f"{n}: {e!r}", file=sys.stderr))  # fmt: skip
+        res = measure_interleaved(
+            entries, repeats=5, min_repeats=2, max_total_s=budget,
+            on_error=lambda n, e: print(f"{n}: {e!r}", file=sys.stderr),
+        )  # fmt: skip
         base = res["linsgd cpp"]["median_s"]
         for name, r in res.items():
-            rows.append({"U": U, "what": name, "epoch_s": r["median_s"],
-                         "vs_linsgd_cpp": r["median_s"] / base, "vs_floor": r["median_s"] / floor})  # fmt: skip
+            t = r["median_s"]
+            ratios = {"vs_linsgd_cpp": t / base, "vs_floor": t / floor}
+            rows.append({"U": U, "what": name, "epoch_s": t, **ratios})
         rows.append({"U": U, "what": "floor (stored bytes / bandwidth)", "epoch_s": floor,
                      "vs_linsgd_cpp": floor / base, "vs_floor": 1.0})  # fmt: skip
         steps = -(-M // B)
