@@ -416,9 +416,11 @@ def _no_memory():
     raise MemoryError("the numba backend could not allocate its scratch memory")
 
 
-def _train_chunked(args, budget, entry=_train_entry):
-    """``entry(*args)`` in chunks of steps: ``budget`` steps at first, then about
-    ``_CHUNK_SECONDS`` at the speed measured."""
+def _train_chunked(args, budget, entry=None):
+    """``entry(*args)`` (None: ``_train_entry``, looked up at the call) in chunks of steps:
+    ``budget`` steps at first, then about ``_CHUNK_SECONDS`` at the speed measured."""
+    if entry is None:
+        entry = _train_entry
     *head, _, total = args
     steps_done = 0
     g = 0
