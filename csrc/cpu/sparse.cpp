@@ -129,25 +129,26 @@ inline void plain_column(T* weight, T* grad, int64_t n, int64_t u_count, int64_t
     }
 }
 
-// The touched columns' updates: in column order when they are many (W and its gradient then
-// stream through the cache), else in the order they were met. Returns whether all are finite.
+// The touched columns' updates, in the order they were met. Returns whether all are finite.
 template <typename T>
 inline bool plain_columns(T* weight, T* grad, int64_t n, int64_t u_count, T neg_lr, Touched& touched) {
     T check = T(0);
-    if (static_cast<int64_t>(touched.cols.size()) * 8 > n) {
-        for (int64_t j = 0; j < n; ++j) {
-            if (!touched.mark[static_cast<size_t>(j)]) continue;
-            plain_column<T>(weight, grad, n, u_count, j, neg_lr, check);
-            touched.mark[static_cast<size_t>(j)] = 0;
-        }
-    } else {
-        for (const int64_t j : touched.cols) {
-            plain_column<T>(weight, grad, n, u_count, j, neg_lr, check);
-            touched.mark[static_cast<size_t>(j)] = 0;
-        }
+    for (const int64_t j : touched.cols) {
+        plain_column<T>(weight, grad, n, u_count, j, neg_lr, check);
+        touched.mark[static_cast<size_t>(j)] = 0;
     }
     touched.cols.clear();
     return check == T(0);
+}
+
+// After a dense update in plain mode: the touched columns' gradient cleared, the list emptied.
+template <typename T>
+void clear_touched(T* grad, int64_t n, int64_t u_count, Touched& touched) {
+    for (const int64_t j : touched.cols) {
+        for (int64_t u = 0; u < u_count; ++u) grad[u * n + j] = T(0);
+        touched.mark[static_cast<size_t>(j)] = 0;
+    }
+    touched.cols.clear();
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -270,9 +271,16 @@ TrainOutcome sparse_train(const SparseTrainArgs<T, I>& sa, const StopCheck& stop
                 out.status = TrainStatus::diverged;
                 return out;
             }
-            const bool finite = plain ? touched_update<T>(model, grad_weight.data(), grad_bias.data(), s, touched)
-                                      : update<T>(model, grad_weight.data(), grad_bias.data(), a.buf_weight, a.buf_bias,
-                                                  a.lr[e], a.hyper, momentum_ready);
+            // A touched column's update costs a random access to W, the dense update a stream
+            // through all of it: measured even at about a quarter of the columns touched.
+            bool finite;
+            if (plain && static_cast<int64_t>(touched.cols.size()) * 4 <= model.features) {
+                finite = touched_update<T>(model, grad_weight.data(), grad_bias.data(), s, touched);
+            } else {
+                finite = update<T>(model, grad_weight.data(), grad_bias.data(), a.buf_weight, a.buf_bias, a.lr[e],
+                                   a.hyper, momentum_ready);
+                if (plain) clear_touched<T>(grad_weight.data(), model.features, model.outputs, touched);
+            }
             if (use_momentum) momentum_ready = true;
             ++out.steps_done;
             out.status = status_after_update(batch_loss, finite, a.target_loss);
