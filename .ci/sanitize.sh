@@ -47,7 +47,7 @@ STDCXX_LIB=$(gcc -print-file-name=libstdc++.so)
 [ -f "$ASAN_LIB" ] || { echo "libasan.so not found (gcc -print-file-name=libasan.so)"; exit 1; }
 
 if [ "$#" -eq 0 ]; then
-  set -- -k "not numba and not large_shapes" tests/test_kernels.py tests/test_reliability_inputs.py tests/test_hypothesis_kernels.py tests/test_kernel_paths.py tests/test_split_step.py tests/test_finite_in_pass.py tests/test_shuffle.py
+  set -- -k "not numba and not large_shapes" tests/test_kernels.py tests/test_reliability_inputs.py tests/test_hypothesis_kernels.py tests/test_kernel_paths.py tests/test_split_step.py tests/test_finite_in_pass.py tests/test_shuffle.py tests/test_sparse.py tests/test_sparse_hypothesis.py
 fi
 
 # A launcher that imports linsgd from the scratch copy even where an editable install's import

@@ -16,6 +16,7 @@
 
 #include "linsgd/kernels.hpp"
 #include "linsgd/randperm.hpp"
+#include "linsgd/sparse.hpp"
 #include "linsgd/steps.hpp"
 #include "python/arguments.hpp"
 #include "python/fastcall.hpp"
@@ -148,12 +149,45 @@ linsgd::Model<T> model_of(const ModelViews& m) {
     return {host_ptr<T>(m.w), host_ptr<T>(m.b), m.outputs, m.features};
 }
 
+template <typename T, typename I>
+linsgd::Csr<T, I> csr_of(const CsrViews& c) {
+    return {host_ptr<const T>(c.data), host_ptr<const I>(c.indices), host_ptr<const I>(c.indptr), c.rows};
+}
+
+// Calls f.template operator()<T, I>() for the model's scalar and a CSR X's index type.
+template <typename F>
+auto with_sparse_types(const ModelViews& m, F&& f) {
+    if (m.scalar == Scalar::f32) return m.csr.wide() ? f(float(), int64_t()) : f(float(), int32_t());
+    return m.csr.wide() ? f(double(), int64_t()) : f(double(), int32_t());
+}
+
 double loss_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight) {
     const ModelViews m = check_model<HostMemory>(X, Y, W, b, sample_weight, false);
     py::gil_scoped_release nogil;
+    if (m.sparse())
+        return with_sparse_types(m, [&](auto t, auto i) -> double {
+            using T = decltype(t);
+            using I = decltype(i);
+            return linsgd::cpu::sparse_loss<T, I>(csr_of<T, I>(m.csr), data_of<T>(m.x, m.y, m.sample_weight),
+                                                  model_of<T>(m));
+        });
     if (m.scalar == Scalar::f32)
         return linsgd::cpu::loss<float>(data_of<float>(m.x, m.y, m.sample_weight), model_of<float>(m));
     return linsgd::cpu::loss<double>(data_of<double>(m.x, m.y, m.sample_weight), model_of<double>(m));
+}
+
+// A CSR X's gradient (weight_total < 0: gradient's scaling) and, with sse, partial_gradient's result.
+double run_sparse_gradient(const GradientCall& c, double weight_total, bool sse) {
+    const ModelViews& m = c.model;
+    return with_sparse_types(m, [&](auto t, auto i) -> double {
+        using T = decltype(t);
+        using I = decltype(i);
+        T rows_sse = T(0);
+        const T loss = linsgd::cpu::sparse_gradient<T, I>(csr_of<T, I>(m.csr), data_of<T>(m.x, m.y, m.sample_weight),
+                                                          model_of<T>(m), weight_total, host_ptr<T>(c.gw),
+                                                          host_ptr<T>(c.gb), &rows_sse);
+        return sse ? rows_sse : loss;
+    });
 }
 
 template <typename T>
@@ -167,6 +201,7 @@ double gradient_py(py::handle X, py::handle Y, py::handle W, py::handle b, py::h
                    py::handle sample_weight) {
     const GradientCall c = check_gradient<HostMemory>(X, Y, W, b, gW, gb, sample_weight);
     py::gil_scoped_release nogil;
+    if (c.model.sparse()) return run_sparse_gradient(c, -1.0, false);
     return c.model.scalar == Scalar::f32 ? run_gradient<float>(c) : run_gradient<double>(c);
 }
 
@@ -182,6 +217,7 @@ double partial_gradient_py(py::handle X, py::handle Y, py::handle W, py::handle 
     const PartialGradientCall c =
         check_partial_gradient<HostMemory>(X, Y, W, b, gW, gb, n_total, sample_weight, weight_total);
     py::gil_scoped_release nogil;
+    if (c.gradient.model.sparse()) return run_sparse_gradient(c.gradient, c.weight_total, true);
     return c.gradient.model.scalar == Scalar::f32 ? run_partial_gradient<float>(c) : run_partial_gradient<double>(c);
 }
 
@@ -211,10 +247,11 @@ PyMethodDef kUpdateDef = {"update", reinterpret_cast<PyCFunction>(reinterpret_ca
 constexpr double kGilWork = 32768.0;
 
 template <typename T>
-linsgd::TrainOutcome run_train(const TrainCall& c) {
+linsgd::TrainArgs<T> train_args(const TrainCall& c) {
     const ModelViews& m = c.model;
     linsgd::TrainArgs<T> a;
     a.data = data_of<T>(m.x, m.y, m.sample_weight);
+    a.data.rows = m.rows;
     a.model = model_of<T>(m);
     a.order = host_ptr<const int64_t>(c.order);
     a.rows_per_epoch = c.steps.rows;
@@ -233,16 +270,48 @@ linsgd::TrainOutcome run_train(const TrainCall& c) {
     a.target_loss = c.target_loss;
     a.threads = c.threads;
     a.find_bad_data = c.data_check_deferred;
-    const linsgd::StopCheck stop{&python_signal_pending, nullptr};
-    // Multiply-adds of the call (saturating): below a few tens of thousands the call takes
-    // microseconds, less than other threads would gain, and handing the GIL over and back
-    // would be a tenth of it; so it is released only for larger calls.
-    const double work = static_cast<double>(c.epochs) * static_cast<double>(m.features + 1) *
-                        static_cast<double>(m.outputs) *
+    return a;
+}
+
+// Multiply-adds of the call (saturating): below a few tens of thousands the call takes
+// microseconds, less than other threads would gain, and handing the GIL over and back would be
+// a tenth of it; so it is released only for larger calls.
+bool keeps_gil(const TrainCall& c) {
+    const ModelViews& m = c.model;
+    const double per_row = m.sparse() ? static_cast<double>(m.x.size()) / static_cast<double>(m.rows) + 1.0
+                                      : static_cast<double>(m.features + 1);
+    const double work = static_cast<double>(c.epochs) * per_row * static_cast<double>(m.outputs) *
                         static_cast<double>(c.steps.rows + (c.has_valid() ? c.x_valid.dim(0) : 0));
-    if (c.threads == 1 && work < kGilWork) return linsgd::cpu::train<T>(a, stop);
+    return c.threads == 1 && work < kGilWork;
+}
+
+template <typename T>
+linsgd::TrainOutcome run_train(const TrainCall& c) {
+    const linsgd::TrainArgs<T> a = train_args<T>(c);
+    const linsgd::StopCheck stop{&python_signal_pending, nullptr};
+    if (keeps_gil(c)) return linsgd::cpu::train<T>(a, stop);
     py::gil_scoped_release nogil;
     return linsgd::cpu::train<T>(a, stop);
+}
+
+// A CSR X (one thread: threads is checked and ignored); X_valid in CSR or dense.
+linsgd::TrainOutcome run_sparse_train(const TrainCall& c) {
+    return with_sparse_types(c.model, [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        linsgd::SparseTrainArgs<T, I> a;
+        a.base = train_args<T>(c);
+        a.x = csr_of<T, I>(c.model.csr);
+        if (c.csr_valid.given()) {
+            a.valid_sparse = true;
+            a.valid_x = csr_of<T, I>(c.csr_valid);
+            a.base.valid.rows = c.csr_valid.rows;
+        }
+        const linsgd::StopCheck stop{&python_signal_pending, nullptr};
+        if (keeps_gil(c)) return linsgd::cpu::sparse_train<T, I>(a, stop);
+        py::gil_scoped_release nogil;
+        return linsgd::cpu::sparse_train<T, I>(a, stop);
+    });
 }
 
 // ---- train: a raw METH_FASTCALL function (python/fastcall.hpp) -------------------------------
@@ -270,7 +339,9 @@ py::tuple train_impl(PyObject* const* arg) {
     const TrainCall c = check_train<HostMemory>(arg, true);
     if (c.check_only() || c.epochs == 0) return c.result(0, 0);
     const std::unique_ptr<ModelSnapshot> start(c.data_check_deferred ? new ModelSnapshot(c) : nullptr);
-    const linsgd::TrainOutcome out = c.model.scalar == Scalar::f32 ? run_train<float>(c) : run_train<double>(c);
+    const linsgd::TrainOutcome out = c.model.sparse()                ? run_sparse_train(c)
+                                     : c.model.scalar == Scalar::f32 ? run_train<float>(c)
+                                                                     : run_train<double>(c);
     if (out.status == linsgd::TrainStatus::interrupted && PyErr_Occurred()) throw py::error_already_set();
     if (out.status == linsgd::TrainStatus::data_not_finite) {
         start->restore();
@@ -292,7 +363,9 @@ constexpr const char* kTrainDoc = LINSGD_TRAIN_SIGNATURE
     "status 0 completed, 1 target_loss reached, 2 diverged, 3 interrupted; losses (epochs * steps per epoch,) "
     "and valid_losses (epochs,) or None, NaN where nothing ran. Y (and Y_valid) may be 1-D for one output; order "
     "int64 (epochs, R) (or (R,) for one epoch) or None; batch_size None: the whole epoch; lr a number or a "
-    "float64 array of one per epoch; buf_W/buf_b needed when momentum != 0. flags: 1 refuse NaN/infinity in the "
+    "float64 array of one per epoch; X (and X_valid) may be the CSR triple (data, indices, indptr), int32 or int64 "
+    "indices sorted within each row, N taken from W (one thread); buf_W/buf_b needed when momentum != 0. flags: 1 "
+    "refuse NaN/infinity in the "
     "data, 2 in W and b, 4 check only (no step). threads (1..1024): host threads for large batches (the same "
     "bits for every count). Arrays are used in place and never converted: anything else raises TypeError or "
     "ValueError naming the argument before anything is written.";

@@ -21,6 +21,7 @@
 #include "linsgd/kernels.hpp"
 #include "linsgd/steps.hpp"
 #include "python/array_view.hpp"
+#include "python/csr.hpp"
 
 namespace linsgd {
 namespace python {
@@ -92,11 +93,30 @@ inline int thread_count(int64_t threads) {
 // ---- the data and the model ------------------------------------------------------------------
 
 struct ModelViews {
-    ArrayView x, y, w, b, sample_weight;
+    ArrayView x, y, w, b, sample_weight;  // a CSR X: x is its data (the stored values)
+    CsrViews csr;
     Scalar scalar = Scalar::f64;
     int64_t rows = 0, features = 0, outputs = 0;
     bool has_bias() const { return b.given(); }
+    bool sparse() const { return csr.given(); }
 };
+
+// X as a float array (M >= 1, N), or in CSR form (the columns are W's).
+template <typename M>
+void check_x(py::handle X, py::handle W, ModelViews& c) {
+    if (is_csr(X)) {
+        c.csr = check_csr<M>(X, kCsrX, W);
+        c.x = c.csr.data;
+        c.rows = c.csr.rows;
+        c.features = float_array<M>(W, "W", 2, false).dim(1);
+    } else {
+        c.x = float_array<M>(X, "X", 2, false);
+        c.rows = c.x.dim(0);
+        c.features = c.x.dim(1);
+    }
+    c.scalar = c.x.scalar();
+    if (c.rows < 1) value_error("X must have at least one row");
+}
 
 // Row weights: finite and non-negative (read on the host).
 template <typename M, typename T>
@@ -112,11 +132,7 @@ template <typename M>
 ModelViews check_model(py::handle X, py::handle Y, py::handle W, py::handle b, py::handle sample_weight,
                        bool params_writable) {
     ModelViews c;
-    c.x = float_array<M>(X, "X", 2, false);
-    c.scalar = c.x.scalar();
-    c.rows = c.x.dim(0);
-    c.features = c.x.dim(1);
-    if (c.rows < 1) value_error("X must have at least one row");
+    check_x<M>(X, W, c);
     c.y = float_array<M>(Y, "Y", 2, false);
     same_scalar(c.y, c.scalar);
     c.outputs = c.y.dim(1);
@@ -136,7 +152,7 @@ ModelViews check_model(py::handle X, py::handle Y, py::handle W, py::handle b, p
 }
 
 inline void add_inputs(const ModelViews& m, ViewList& all) {
-    for (const ArrayView* a : {&m.x, &m.y, &m.w, &m.b, &m.sample_weight}) all.add(*a);
+    for (const ArrayView* a : {&m.x, &m.csr.indices, &m.csr.indptr, &m.y, &m.w, &m.b, &m.sample_weight}) all.add(*a);
 }
 
 constexpr const char* kLossDoc =
@@ -236,6 +252,7 @@ inline SgdHyper sgd_hyper(PyObject* const* arg) {
 struct TrainCall {
     ModelViews model;
     ArrayView order, lr, buf_w, buf_b, x_valid, y_valid, losses, valid_losses;
+    CsrViews csr_valid;                           // a CSR X_valid: x_valid is its data
     py::object losses_array, valid_losses_array;  // made here, returned to the caller
     const double* lr_values = nullptr;            // host memory: lr itself or lr_copy
     std::vector<double> lr_copy;
@@ -259,7 +276,8 @@ struct TrainCall {
     ViewList arrays() const {
         ViewList all;
         add_inputs(model, all);
-        for (const ArrayView* a : {&order, &lr, &buf_w, &buf_b, &x_valid, &y_valid, &losses, &valid_losses})
+        for (const ArrayView* a : {&order, &lr, &buf_w, &buf_b, &x_valid, &csr_valid.indices, &csr_valid.indptr,
+                                   &y_valid, &losses, &valid_losses})
             all.add(*a);
         return all;
     }
@@ -333,11 +351,7 @@ TrainCall check_train(PyObject* const* arg, bool may_defer_data_check = false) {
     auto h = [arg](int i) { return py::handle(arg[i] ? arg[i] : Py_None); };
     TrainCall c;
     ModelViews& m = c.model;
-    m.x = float_array<M>(h(kX), "X", 2, false);
-    m.scalar = m.x.scalar();
-    m.rows = m.x.dim(0);
-    m.features = m.x.dim(1);
-    if (m.rows < 1) value_error("X must have at least one row");
+    check_x<M>(h(kX), h(kW), m);
     m.y = targets<M>(h(kY), "Y", m.scalar, m.rows, -1);
     m.outputs = m.y.ndim == 1 ? 1 : m.y.dim(1);
     m.w = like_x<M>(h(kW), "W", m.scalar, {m.outputs, m.features}, true);
@@ -399,12 +413,24 @@ TrainCall check_train(PyObject* const* arg, bool may_defer_data_check = false) {
 
     if (!h(kXValid).is_none() || !h(kYValid).is_none()) {
         if (h(kXValid).is_none() || h(kYValid).is_none()) value_error("X_valid and Y_valid must be given together");
-        c.x_valid = float_array<M>(h(kXValid), "X_valid", 2, false);
+        int64_t valid_rows = 0;
+        if (is_csr(h(kXValid))) {
+            if (!m.sparse()) type_error("X_valid is sparse (data, indices, indptr) but X is dense: pass both alike");
+            c.csr_valid = check_csr<M>(h(kXValid), kCsrXValid, h(kW));
+            if (c.csr_valid.indices.itemsize != m.csr.indices.itemsize)
+                type_error("X_valid.indices must have the dtype of X.indices (" + m.csr.indices.dtype_text() +
+                           "), got " + c.csr_valid.indices.dtype_text());
+            c.x_valid = c.csr_valid.data;
+            valid_rows = c.csr_valid.rows;
+        } else {
+            c.x_valid = float_array<M>(h(kXValid), "X_valid", 2, false);
+            if (c.x_valid.dim(0) < 1 || c.x_valid.dim(1) != m.features)
+                value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(m.features) + "), got " +
+                            c.x_valid.shape_text());
+            valid_rows = c.x_valid.dim(0);
+        }
         same_scalar(c.x_valid, m.scalar);
-        if (c.x_valid.dim(0) < 1 || c.x_valid.dim(1) != m.features)
-            value_error("X_valid must have shape (M_valid >= 1, " + std::to_string(m.features) + "), got " +
-                        c.x_valid.shape_text());
-        c.y_valid = targets<M>(h(kYValid), "Y_valid", m.scalar, c.x_valid.dim(0), m.outputs);
+        c.y_valid = targets<M>(h(kYValid), "Y_valid", m.scalar, valid_rows, m.outputs);
     }
     ViewList outs;
     for (const ArrayView* a : {&m.w, &m.b, &c.buf_w, &c.buf_b}) outs.add(*a);
@@ -414,8 +440,9 @@ TrainCall check_train(PyObject* const* arg, bool may_defer_data_check = false) {
                (a.scalar() == Scalar::f32 ? M::template all_finite<float>(a) : M::template all_finite<double>(a));
     };
     const bool params_finite = !(c.flags & kCheckParams) || (finite_view(m.w) && finite_view(m.b));
-    c.data_check_deferred =
-        may_defer_data_check && (c.flags & kCheckData) && !c.check_only() && c.epochs > 0 && params_finite;
+    // (a CSR X or X_valid is scanned first: the sparse kernel has no in-pass check)
+    c.data_check_deferred = may_defer_data_check && !m.sparse() && !c.csr_valid.given() && (c.flags & kCheckData) &&
+                            !c.check_only() && c.epochs > 0 && params_finite;
     if ((c.flags & kCheckData) && !c.data_check_deferred) require_finite_data<M>(c);
     if (!params_finite)
         for (const ArrayView* a : {&m.w, &m.b}) require_finite<M>(*a);

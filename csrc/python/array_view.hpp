@@ -246,7 +246,7 @@ ArrayView like_x(py::handle obj, const char* name, Scalar s, std::initializer_li
 // A short fixed-capacity list of the arguments given: the overlap check runs on every call,
 // so it should not allocate.
 struct ViewList {
-    static constexpr int kCapacity = 16;
+    static constexpr int kCapacity = 24;
     const ArrayView* items[kCapacity];
     int count = 0;
     void add(const ArrayView& a) {

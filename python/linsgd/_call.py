@@ -18,6 +18,7 @@ import numpy as np
 from . import _checks as ck
 from . import _cuda_dispatch as _cd
 from ._backends import resolve_backend
+from ._sparse import CsrX, csr_arg, is_sparse
 from .exceptions import DivergenceError
 
 _I64 = np.dtype(np.int64)
@@ -46,12 +47,17 @@ def _data(
                 and (not check_finite or (_finite(X) and _finite(y)))
             ):  # fmt: skip
                 return X, y
-    x = X if type(X) is _ND else ck.as_ndarray(X, xname)
-    dt = ck.native_float(x.dtype)
-    if dt is None:
-        raise ck.dtype_error(xname, x.dtype, "float32 or float64")
-    if x.ndim != 2:
-        raise ValueError(f"{xname} must be 2-D (samples, features), got shape {x.shape}")
+    sparse = is_sparse(X)
+    if sparse:  # (checked for finiteness here)
+        x = csr_arg(X, xname, check_finite)
+        dt = x.dtype
+    else:
+        x = X if type(X) is _ND else ck.as_ndarray(X, xname)
+        dt = ck.native_float(x.dtype)
+        if dt is None:
+            raise ck.dtype_error(xname, x.dtype, "float32 or float64")
+        if x.ndim != 2:
+            raise ValueError(f"{xname} must be 2-D (samples, features), got shape {x.shape}")
     m = x.shape[0]
     if m < 1:
         raise ValueError(f"{xname} must have at least one row, got shape {x.shape}")
@@ -69,10 +75,12 @@ def _data(
             f"{yname} must have shape ({m}, U) with U >= 1, or ({m},), to match {xname}, "
             f"got {yshape}"
         )
-    x = ck.readable(x, dt)
+    if not sparse:
+        x = ck.readable(x, dt)
     y = ck.readable(y, dt)
     if check_finite:
-        ck.require_finite(x, xname)
+        if not sparse:
+            ck.require_finite(x, xname)
         ck.require_finite(y, yname)
     return x, y
 
@@ -145,6 +153,8 @@ def _sample_weight(sample_weight: Any, x: Any) -> np.ndarray | None:
 
 def _eval_arrays(eval_set: Any, x: np.ndarray, y: np.ndarray, check_finite: bool):
     xv, yv = _data(eval_set[0], eval_set[1], check_finite, "X_valid", "Y_valid")
+    if isinstance(xv, CsrX) and not isinstance(x, CsrX):
+        raise TypeError("X_valid is sparse but X is dense: pass both dense, or both sparse")
     if xv.dtype != x.dtype:
         raise TypeError(f"X_valid must have the same dtype as X ({x.dtype}), got {xv.dtype}")
     if xv.shape[1] != x.shape[1] or yv.shape[1] != y.shape[1]:
@@ -372,8 +382,8 @@ def prepare(
         ck.no_shared_memory(
             [(w, "W"), (bias, "b"), (bw, "state['momentum_buffer_W']"),
              (bb, "state['momentum_buffer_b']")],
-            [(x, "X"), (y, "Y"), (sw, "sample_weight"), (order, order_name),
-             (xv, "X_valid"), (yv, "Y_valid")],
+            [*_input_arrays(x, "X"), (y, "Y"), (sw, "sample_weight"), (order, order_name),
+             *_input_arrays(xv, "X_valid"), (yv, "Y_valid")],
         )  # fmt: skip
     call = TrainCall()
     call.module = mod
@@ -385,6 +395,13 @@ def prepare(
     call.bw, call.bb, call.initialized = bw, bb, initialized
     call.state = state
     return call
+
+
+def _input_arrays(x: Any, name: str) -> list:
+    """``[(array, name)]`` of an input for the overlap check: a sparse one's three arrays."""
+    if isinstance(x, CsrX):
+        return [(a, f"{name}.{part}") for a, part in zip(x, ("data", "indices", "indptr"))]
+    return [(x, name)]
 
 
 def raise_if_diverged(status: int, steps: int, steps_per_epoch: int, w: Any, bias: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from ._closed_form import closed_form
 from ._params import auto_lr, learning_rates, rows_per_epoch, seed_of, validated_params
 from ._shuffle import TorchDataLoaderOrder
+from ._sparse import is_sparse
 from ._trainer import Run, RunSettings, copy_state, run_epochs, warn_not_converged
 from ._validation import (
     check_eval_set,
@@ -169,6 +170,8 @@ def _fit_model(
         p["auto_lr"] = None
         first_epoch = 0
     if solver == "closed_form":
+        if is_sparse(X_arr):
+            raise TypeError("solver='closed_form' needs dense X; use solver='sgd' for sparse X")
         coef, intercept = solve(
             X_arr, Y, weight_decay=p["weight_decay"], decay_bias=p["decay_bias"],
             l2=p["l2"], fit_intercept=p["fit_intercept"], sample_weight=sw,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks as ck
+from ._sparse import is_sparse, row_sq_norms
 from .kernels import backend_name
 from .schedules import LRSchedule
 
@@ -232,10 +233,15 @@ def auto_lr(
     float
         The learning rate.
     """
-    x = np.asarray(X, dtype=np.float64)
-    if sample_weight is not None:
-        x = x[np.asarray(sample_weight) > 0]
-    sq = np.einsum("ij,ij->i", x, x) if x.shape[1] else np.zeros(x.shape[0])
+    if is_sparse(X):
+        sq = row_sq_norms(X)
+        if sample_weight is not None:
+            sq = sq[np.asarray(sample_weight) > 0]
+    else:
+        x = np.asarray(X, dtype=np.float64)
+        if sample_weight is not None:
+            x = x[np.asarray(sample_weight) > 0]
+        sq = np.einsum("ij,ij->i", x, x) if x.shape[1] else np.zeros(x.shape[0])
     max_sq = float(sq.max()) + (1.0 if fit_intercept else 0.0)
     lipschitz = 2.0 * max_sq / n_outputs + weight_decay + 2.0 * l2
     return 1.0 / lipschitz if lipschitz > 0 else 1.0

@@ -17,6 +17,7 @@ from sklearn.model_selection import ShuffleSplit
 from sklearn.utils.validation import _get_feature_names
 
 from . import _checks as ck
+from ._sparse import as_csr
 from ._torch_interop import torch_linear_init
 
 try:  # scikit-learn >= 1.6
@@ -85,6 +86,8 @@ def check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = Non
         if n_features is None or a.shape[1] == n_features:
             ck.require_finite(a, name)
             return a
+    if sp.issparse(a):
+        return _check_sparse_X(a, name, dt, n_features)
     arr = _as_array(a, name)
     if arr.ndim != 2:
         raise ValueError(
@@ -95,25 +98,51 @@ def check_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None = Non
                 else ""
             )
         )
-    if arr.shape[0] < 1:
-        raise ValueError(
-            f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required."
-        )
-    if arr.shape[1] < 1:
-        raise ValueError(
-            f"{name} has no features: 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
-            "is required."
-        )
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features, but LinearRegressor is expecting "
-            f"{n_features} features as input"
-        )
+    _check_2d_shape(arr.shape, name, n_features)
     if dt is None:
         dt = np.dtype(np.float32) if arr.dtype == np.float32 else np.dtype(np.float64)
     arr = np.ascontiguousarray(arr, dtype=dt)
     ck.require_finite(arr, name)
     return arr
+
+
+def _check_2d_shape(shape: tuple, name: str, n_features: int | None) -> None:
+    """At least one sample and one feature, and ``n_features`` of them when given."""
+    if shape[0] < 1:
+        raise ValueError(
+            f"{name} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required."
+        )
+    if shape[1] < 1:
+        raise ValueError(
+            f"{name} has no features: 0 feature(s) (shape={shape}) while a minimum of 1 "
+            "is required."
+        )
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {shape[1]} features, but LinearRegressor is expecting "
+            f"{n_features} features as input"
+        )
+
+
+def _check_sparse_X(a: Any, name: str, dt: np.dtype | None, n_features: int | None) -> Any:
+    """A scipy.sparse ``X`` as a canonical CSR matrix (or array) of dtype ``dt``: other formats
+    converted, duplicates summed and indices sorted, values cast, each once and on a copy (the
+    caller's matrix is never modified); never densified."""
+    x = as_csr(a, name)
+    _check_2d_shape(x.shape, name, n_features)
+    kind = x.dtype.kind
+    if kind == "c":
+        raise ValueError(
+            f"{name} is complex: Complex data not supported, {name} must hold real numbers"
+        )
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if dt is None:
+        dt = np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
+    if x.dtype != dt or not x.data.flags.c_contiguous:
+        x = x.astype(dt)  # a copy
+    ck.require_finite(x.data, name)
+    return x
 
 
 def check_y(a: Any, name: str, dt: np.dtype, n_samples: int, xname: str) -> np.ndarray:

@@ -301,6 +301,7 @@ default=None
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.sparse = True
         return tags
 
     # ------------------------------------------------------------------ fitted parameters
@@ -335,10 +336,11 @@ default=None
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features), or a chunk source
-            Training data (numpy, DataFrame, CPU torch tensor, ...), or a
-            :mod:`linsgd.io` source (files, streams) or a dask array, trained on chunk by
-            chunk with the bits of the in-memory fit on the same rows.
+        X : array_like or sparse matrix of shape (n_samples, n_features), or a chunk source
+            Training data (numpy, DataFrame, CPU torch tensor, ..., or scipy.sparse: CSR used
+            as it is, other formats converted once, never densified), or a :mod:`linsgd.io`
+            source (files, streams) or a dask array, trained on chunk by chunk with the bits
+            of the in-memory fit on the same rows.
         y : array_like of shape (n_samples,) or (n_samples, n_outputs), optional
             Targets. 1-D gives a single-output model with 1-D ``coef_``. None when ``X`` is
             a chunk source (it holds the targets).
@@ -403,8 +405,9 @@ default=None
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features), or a chunk source
-            Training data, or a :mod:`linsgd.io` source (one pass over it) or a dask array.
+        X : array_like or sparse matrix of shape (n_samples, n_features), or a chunk source
+            Training data (dense or scipy.sparse, as in :meth:`fit`), or a :mod:`linsgd.io`
+            source (one pass over it) or a dask array.
         y : array_like of shape (n_samples,) or (n_samples, n_outputs), optional
             Targets, with as many outputs as the model has; None for a chunk source.
         sample_weight : array_like of shape (n_samples,), optional
@@ -436,8 +439,8 @@ default=None
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_features)
-            Samples.
+        X : array_like or sparse matrix of shape (n_samples, n_features)
+            Samples (a scipy.sparse ``X`` gives scipy's product ``X @ coef_.T``).
 
         Returns
         -------

@@ -18,6 +18,11 @@ Inputs, and what is done with them
   from its file); any other layout (Fortran order, slices with steps, negative strides,
   unaligned or byte-swapped data) is copied once per call into a C-contiguous array.
   Integer, bool, complex and object arrays are refused (``TypeError``): cast them first.
+* A ``scipy.sparse`` ``X`` (and ``eval_set``'s, when ``X`` is sparse) is never densified: a CSR
+  matrix or array with sorted, unique indices is read in place, another format is converted to
+  CSR once per call, and unsorted or duplicate indices are canonicalised once on a copy. The
+  results are the dense data's bits (see the README's *Sparse input*); sparse steps run on one
+  thread; the CUDA backend refuses sparse input (``TypeError``).
 * ``W``, ``b``: updated in place by ``step``/``epoch``/``train``, so they must be writable,
   C-contiguous, aligned arrays of ``X``'s dtype in native byte order (numpy arrays or CPU torch
   tensors, used without a copy); anything else is refused (``ValueError``/``TypeError`` naming
@@ -79,6 +84,7 @@ from . import _cuda_dispatch as _cd
 from ._backends import backend_name
 from ._call import _hyper, evaluation_arrays, keep_state, raise_if_diverged, run_call, update_arrays
 from ._history import epoch_means
+from ._sparse import is_sparse
 
 __all__ = [
     "TrainResult",
@@ -370,8 +376,9 @@ def train(
 
     Parameters
     ----------
-    X : array_like of shape (M, N)
-        Read only; used without a copy when C-contiguous (a memmap included).
+    X : array_like or sparse matrix of shape (M, N)
+        Read only; used without a copy when C-contiguous (a memmap included), or a
+        scipy.sparse matrix (CSR read in place, never densified).
     Y : array_like of shape (M, U) or (M,)
         The targets, of ``X``'s dtype.
     W : array of shape (U, N)
@@ -446,7 +453,7 @@ def train(
     if n_epochs:
         spe = losses.shape[0] // n_epochs
     else:  # no epoch ran: the steps an epoch would have had
-        rows = len(X) if orders is None else np.shape(orders)[-1]
+        rows = (X.shape[0] if is_sparse(X) else len(X)) if orders is None else np.shape(orders)[-1]
         spe = -(-rows // (rows if batch_size is None else min(operator.index(batch_size), rows)))
     return TrainResult(
         losses.reshape(n_epochs, spe), valid, steps, n_epochs if status == 0 else steps // spe,

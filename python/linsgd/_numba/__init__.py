@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from . import _sparse
 from ._kernels import (
     _NO_ORDER,
     _gradient_entry,
@@ -77,6 +78,8 @@ def loss(
         The loss, computed in ``T`` as torch's ``MSELoss`` (dot, then ``+ b``; cascade sum of
         the squared errors; divided by ``M*U``).
     """
+    if isinstance(X, tuple):  # CSR (data, indices, indptr)
+        return _sparse.loss(X, Y, W, b, sample_weight)
     e1 = _EMPTY[W.dtype][0]
     sw = e1 if sample_weight is None else sample_weight
     value, ok = _loss_entry(X, Y, W, e1 if b is None else b, b is not None, sw, sw is not e1)
@@ -108,6 +111,10 @@ def gradient(
     float
         The batch loss (before any update).
     """
+    if isinstance(X, tuple):  # CSR (data, indices, indptr)
+        total, wsum = _sparse.gradient(X, Y, W, b, gW, gb, sample_weight, -1.0)
+        t = W.dtype.type
+        return 0.0 if wsum == 0.0 else float(t(total) / t(W.shape[0] * wsum))
     e1 = _EMPTY[W.dtype][0]
     has_b = b is not None
     sw = e1 if sample_weight is None else sample_weight
@@ -152,6 +159,8 @@ def partial_gradient(
         wtotal = float(weight_total)
     else:
         wtotal = -1.0 if sample_weight is not None else float(n_total)
+    if isinstance(X, tuple):  # CSR (data, indices, indptr)
+        return _sparse.gradient(X, Y, W, b, gW, gb, sample_weight, wtotal)[0]
     value, ok = _partial_gradient_entry(
         X, Y, W, b if has_b else e1, has_b, gW, gb, sw, sw is not e1, wtotal
     )
@@ -358,7 +367,12 @@ def _train(
     target_loss, sample_weight, losses, valid_losses,
 ):  # fmt: skip
     """:func:`train` once checked (``losses`` None: by ``linsgd.kernels``)."""
-    m = X.shape[0]
+    sparse = isinstance(X, tuple)  # CSR (data, indices, indptr)
+    if sparse and _core_train is None:
+        _sparse.check_structure(X, W.shape[1])
+        if isinstance(X_valid, tuple):
+            _sparse.check_structure(X_valid, W.shape[1], "X_valid")
+    m = X[2].shape[0] - 1 if sparse else X.shape[0]
     E = int(epochs)
     rows = m if order is None else order.shape[-1]
     bs = rows if batch_size is None else min(int(batch_size), rows)
@@ -385,6 +399,19 @@ def _train(
     # float()/bool(): a Python int where numba has seen a float would compile another
     # specialisation (numpy scalars type as the Python scalars of their kind).
     wd = float(weight_decay)
+    if sparse:
+        if losses.size and not np.isfinite(W).all():  # cpu/sparse.cpp: the dense dots are NaN
+            return 0, 2, losses, valid_losses
+        args, size = _sparse.train_args(
+            X, Y, W, b, has_b, order, rows, bs, rates, wd + 2.0 * float(l2),
+            wd if decay_bias else 0.0, momentum, dampening, nesterov, maximize, buf_W, buf_b,
+            momentum_initialized, losses, X_valid, Y_valid, valid_losses, target, sample_weight,
+        )  # fmt: skip
+        scratch = np.empty(size, W.dtype)
+        per_step = 2 * bs * (X[0].shape[0] // max(m, 1) + 1) * W.shape[0] + W.size
+        entry = lambda *a: _sparse._sparse_train(*a, scratch)  # noqa: E731
+        res = _train_chunked((*args, 0, losses.size), max(1, _FIRST_CHUNK_WORK // per_step), entry)
+        return res[0], res[1], losses, valid_losses
     if order is None and X_valid is None and sample_weight is None:
         # The common calls, straight to a few-argument kernel: numba's dispatcher types every
         # argument of every call, and with the Python around it that is most of a small call's
@@ -452,16 +479,18 @@ def _no_memory():
     raise MemoryError("the numba backend could not allocate its scratch memory")
 
 
-def _train_chunked(args, budget):
-    """``_train_entry(*args)`` in chunks of steps: ``budget`` steps at first, then about
-    ``_CHUNK_SECONDS`` at the speed measured."""
+def _train_chunked(args, budget, entry=None):
+    """``entry(*args)`` (None: ``_train_entry``, looked up at the call) in chunks of steps:
+    ``budget`` steps at first, then about ``_CHUNK_SECONDS`` at the speed measured."""
+    if entry is None:
+        entry = _train_entry
     *head, _, total = args
     steps_done = 0
     g = 0
     while g < total:
         k = min(budget, total - g)
         t0 = time.perf_counter()
-        st, status = _train_entry(*head, g, g + k)
+        st, status = entry(*head, g, g + k)
         elapsed = time.perf_counter() - t0
         if status < 0:
             _no_memory()
