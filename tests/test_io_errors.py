@@ -268,6 +268,7 @@ def test_cli_bench_runs_or_says_where_it_lives(tmp_path, monkeypatch, capfd):
     out = capfd.readouterr().out
     assert "in memory: one epoch" in out and "csv" in out
     monkeypatch.setattr(cli_data, "__file__", str(tmp_path / "a" / "b" / "_cli_data.py"))
+    monkeypatch.chdir(tmp_path)  # neither beside the package nor in the current directory
     with pytest.raises(SystemExit) as exc:
         main(["bench"])
     assert exc.value.code == 2

@@ -174,8 +174,12 @@ def _info(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     name = "streaming.py" if args.streaming else "run.py"
     here = os.path.dirname(os.path.abspath(__file__))
-    script = os.path.join(os.path.dirname(os.path.dirname(here)), "bench", name)
-    if not os.path.isfile(script):
+    # the checkout this package runs from (an editable install), else the current directory
+    # (a checkout whose package was installed into site-packages)
+    candidates = [os.path.join(os.path.dirname(os.path.dirname(here)), "bench", name)]
+    candidates.append(os.path.join(os.getcwd(), "bench", name))
+    script = next((c for c in candidates if os.path.isfile(c)), None)
+    if script is None:
         args._parser.error(
             f"bench/{name} not found: the benchmarks live in linsgd's source "
             "repository (run this from a source checkout)"
