@@ -8,11 +8,11 @@ import numba
 import numpy as np
 
 from ._intrinsics import _block, _cast, _dot, _fma
-from ._jit import _KERNEL
+from ._jit import _INLINE, _KERNEL
 from ._sums import _column_sums, _sum_contiguous
 
 
-@numba.njit(**_KERNEL)
+@numba.njit(**_INLINE)
 def _mean_loss(total, wsum, W):
     """The (weighted) MSE from its sum of squared errors ``total`` (in T) and the weight sum
     ``wsum`` (in double; the row count without weights): 0 when the weights sum to 0."""
@@ -21,7 +21,7 @@ def _mean_loss(total, wsum, W):
     return total / _cast(W.shape[0] * wsum, W)
 
 
-@numba.njit(**_KERNEL)
+@numba.njit(**_INLINE)
 def _batch_weights(W, order, use_order, epoch, start, B, SW, has_sw, wtotal):
     """A batch's weight sum in double (``wtotal`` when >= 0, else its rows' weights or count)
     and its gradient's scale ``2 / (U wsum)`` in T (0 for a zero weight sum)."""
@@ -36,6 +36,24 @@ def _batch_weights(W, order, use_order, epoch, start, B, SW, has_sw, wtotal):
             wsum += np.float64(SW[order[epoch, start + i] if use_order else start + i])
     c = _cast(2.0 / (W.shape[0] * wsum), W) if wsum != 0.0 else _cast(0.0, W)  # 2/numel in double
     return wsum, c
+
+
+@numba.njit(**_INLINE)
+def _row_error(p, r, u, k, b, has_b, Y, c, SW, has_sw, SQ, G):
+    """Output ``u`` of row ``r`` from its dot ``p``, in a batch's gradient: writes its squared
+    error (weighted) to ``SQ[k]`` and its error scaled by ``c`` (weighted) to ``G[k]``, and
+    returns the latter."""
+    if has_b:
+        p = p + b[u]
+    e = p - Y[r, u]
+    if has_sw:
+        SQ[k] = (e * e) * SW[r]
+        g = (e * c) * SW[r]
+    else:
+        SQ[k] = e * e
+        g = e * c
+    G[k] = g
+    return g
 
 
 @numba.njit(**_KERNEL)
@@ -243,16 +261,7 @@ def _batch_grad_sums(
         r = order[epoch, start + i] if use_order else start + i
         for u in range(U):
             p = _dot(X, r * N, W, u * N, N)
-            if has_b:
-                p = p + b[u]
-            e = p - Y[r, u]
-            if has_sw:
-                SQ[i * U + u] = (e * e) * SW[r]
-                g = (e * c) * SW[r]
-            else:
-                SQ[i * U + u] = e * e
-                g = e * c
-            G[i * U + u] = g
+            g = _row_error(p, r, u, i * U + u, b, has_b, Y, c, SW, has_sw, SQ, G)
             for j in range(N):
                 gW[u, j] = gW[u, j] + g * X[r, j]
         i += 1
@@ -300,7 +309,7 @@ def _sgd_update(p, g, buf, wd_on, wd, mom_on, mu, damp1, initialized, nesterov, 
     return bad == 0
 
 
-@numba.njit(**_KERNEL)
+@numba.njit(**_INLINE)
 def _update_params(Wf, gWf, bufWf, b, gb, buf_b, has_b, wdw_on, wdw_t, wdb_on, wdb_t, mom_on,
                    mu_t, damp1_t, initialized, nesterov, maximize, neg_lr):  # fmt: skip
     """One training step's update: :func:`_sgd_update` of the flat weights, then (when has_b)
@@ -314,7 +323,7 @@ def _update_params(Wf, gWf, bufWf, b, gb, buf_b, has_b, wdw_on, wdw_t, wdb_on, w
     return ok
 
 
-@numba.njit(**_KERNEL)
+@numba.njit(**_INLINE)
 def _step_constants(W, wd_w, wd_b, momentum, dampening):
     """The training loop's update constants in the parameter dtype: (wd_w on, wd_b on,
     momentum on, wd_w, wd_b, momentum, 1 - dampening)."""

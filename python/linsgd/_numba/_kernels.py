@@ -32,7 +32,7 @@ from ._gradients import (
     _update_params,
 )
 from ._intrinsics import _block, _cast, _release, _scratch
-from ._jit import _KERNEL
+from ._jit import _INLINE, _KERNEL
 
 # The absent row order. numba freezes a global array into the code as a read-only constant; the
 # entry layer passes this same array, read-only, so that both share one specialisation.
@@ -49,7 +49,7 @@ def _scratch_size(W, has_b, R, batch_size, Xv, has_valid):
     return 2 * min(batch_size, R) * U + nvu + U * N + (U if has_b else 0) + 4 * _block(W)
 
 
-@numba.njit(**_KERNEL)
+@numba.njit(**_INLINE)
 def _train_scratch(scratch, W, has_b, R, batch_size, mv):
     """The parts of a training kernel's scratch (:func:`_scratch_size`'s elements, ``mv``
     validation rows): (G, SQ, SQv, flat gW, gb, CS)."""

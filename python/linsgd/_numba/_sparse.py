@@ -18,6 +18,7 @@ from ._gradients import (
     _batch_weights,
     _loss_kernel,
     _mean_loss,
+    _row_error,
     _step_constants,
     _update_params,
 )
@@ -71,16 +72,7 @@ def _sparse_batch(data, indices, indptr, Y, W, b, has_b, order, use_order, epoch
         hi = indptr[r + 1]
         for u in range(U):
             p = _sparse_dot(data, indices, lo, hi, W, u, N, CS)
-            if has_b:
-                p = p + b[u]
-            e = p - Y[r, u]
-            if has_sw:
-                SQ[i * U + u] = (e * e) * SW[r]
-                g = (e * c) * SW[r]
-            else:
-                SQ[i * U + u] = e * e
-                g = e * c
-            G[i * U + u] = g
+            g = _row_error(p, r, u, i * U + u, b, has_b, Y, c, SW, has_sw, SQ, G)
             for k in range(lo, hi):
                 j = indices[k]
                 gW[u, j] = gW[u, j] + g * data[k]
