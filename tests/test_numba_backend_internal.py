@@ -20,7 +20,7 @@ import pytest
 
 from helpers import DTYPES
 from linsgd import _numba
-from linsgd._numba import _intrinsics, _kernels
+from linsgd._numba import _intrinsics, _sums
 from reference import sum_dim0, train_reference
 
 
@@ -148,14 +148,14 @@ def _sum_flat(data, n, vec):
     """``torch.sum`` of the contiguous ``data[:n]`` (``vec``, the AVX2 lane count, unused: the
     kernels derive it from the dtype)."""
     cs = np.empty(4 * (128 // data.itemsize), dtype=data.dtype)
-    return _kernels._sum_contiguous(data, np.intp(0), n, cs)
+    return _sums._sum_contiguous(data, np.intp(0), n, cs)
 
 
 @numba.njit  # no cache: it compiles linsgd._numba code in, and would not see that change
 def _sum_columns(data, B, U, vec, out):
     """``out[u] = torch.sum(G, 0)[u]`` for ``G = data[:B*U].reshape(B, U)``."""
     cs = np.empty(4 * (128 // data.itemsize), dtype=data.dtype)
-    _kernels._column_sums(data, B, U, out, cs)
+    _sums._column_sums(data, B, U, out, cs)
 
 
 CASCADE_B = [*range(1, 71), 127, 128, 257, 600]
@@ -537,9 +537,9 @@ def _sum_flat_scalar(data, n, vec):
         for k in range(nv * vec, n):
             fin = fin + data[k]
         for lane in range(vec):
-            fin = fin + _kernels._row_sum(data, lane, vec, nv)
+            fin = fin + _sums._row_sum(data, lane, vec, nv)
         return fin
-    return _kernels._row_sum(data, 0, 1, n)
+    return _sums._row_sum(data, 0, 1, n)
 
 
 def _special_values(x, rng):

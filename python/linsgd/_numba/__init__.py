@@ -4,8 +4,8 @@
 arguments of ``linsgd._core``'s (see :mod:`linsgd._backends`). ``train`` has ``_core.train``
 check its arguments (check only, flag 4) when ``linsgd._core`` is built; the others, and
 ``train`` in a numba-only install, trust their arguments (dtypes, shapes, C-contiguity) as
-``linsgd.kernels`` checked and converted them. The arithmetic is in :mod:`._kernels` and
-:mod:`._intrinsics`.
+``linsgd.kernels`` checked and converted them. The arithmetic is in :mod:`._kernels` (with
+:mod:`._gradients` and :mod:`._sums`) and :mod:`._intrinsics`.
 
 A jitted kernel cannot see a pending Ctrl-C, so :func:`train` cuts long runs into calls of about
 ``_CHUNK_SECONDS``, between which Python raises ``KeyboardInterrupt`` (W, b and the buffers then

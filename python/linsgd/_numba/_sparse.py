@@ -3,7 +3,7 @@
 ``X`` is the tuple ``(data, indices, indptr)`` (int32 or int64 indices, sorted within each row);
 the arithmetic is linsgd/sparse.hpp's: each stored product goes to the lane of the blocked dot
 its column has in the dense kernel, the lanes fold by the same halving tree, ``X^T e`` adds the
-rows' terms in batch order, and the update is the dense one (:func:`._kernels._sgd_update`).
+rows' terms in batch order, and the update is the dense one (:func:`._gradients._update_params`).
 Scratch is allocated by the Python wrappers in ``__init__``.
 """
 
@@ -14,8 +14,18 @@ import math
 import numba
 import numpy as np
 
+from ._gradients import (
+    _batch_weights,
+    _loss_kernel,
+    _mean_loss,
+    _row_error,
+    _step_constants,
+    _update_params,
+)
 from ._intrinsics import _block, _cast
-from ._kernels import _KERNEL, _column_sums, _loss_kernel, _sgd_update, _sum_contiguous
+from ._jit import _KERNEL
+from ._kernels import _train_scratch
+from ._sums import _column_sums, _sum_contiguous
 
 
 @numba.njit(**_KERNEL)
@@ -52,14 +62,7 @@ def _sparse_batch(data, indices, indptr, Y, W, b, has_b, order, use_order, epoch
     """cpu/sparse.cpp's ``batch_gradient``: (sum of squared errors in T, the weight sum used)."""
     U, N = W.shape
     zero = _cast(0.0, W)
-    wsum = np.float64(B)
-    if wtotal >= 0.0:
-        wsum = wtotal
-    elif has_sw:
-        wsum = 0.0
-        for i in range(B):
-            wsum += np.float64(SW[order[epoch, start + i] if use_order else start + i])
-    c = _cast(2.0 / (U * wsum), W) if wsum != 0.0 else zero
+    wsum, c = _batch_weights(W, order, use_order, epoch, start, B, SW, has_sw, wtotal)
     for u in range(U):
         for j in range(N):
             gW[u, j] = zero
@@ -69,16 +72,7 @@ def _sparse_batch(data, indices, indptr, Y, W, b, has_b, order, use_order, epoch
         hi = indptr[r + 1]
         for u in range(U):
             p = _sparse_dot(data, indices, lo, hi, W, u, N, CS)
-            if has_b:
-                p = p + b[u]
-            e = p - Y[r, u]
-            if has_sw:
-                SQ[i * U + u] = (e * e) * SW[r]
-                g = (e * c) * SW[r]
-            else:
-                SQ[i * U + u] = e * e
-                g = e * c
-            G[i * U + u] = g
+            g = _row_error(p, r, u, i * U + u, b, has_b, Y, c, SW, has_sw, SQ, G)
             for k in range(lo, hi):
                 j = indices[k]
                 gW[u, j] = gW[u, j] + g * data[k]
@@ -109,9 +103,7 @@ def _sparse_loss(data, indices, indptr, Y, W, b, has_b, SQ, CS, SW, has_sw):
             e = p - Y[r, u]
             SQ[r * U + u] = (e * e) * SW[r] if has_sw else e * e
     total = _sum_contiguous(SQ, np.intp(0), M * U, CS)
-    if has_sw and wsum == 0.0:
-        return _cast(0.0, W)
-    return total / _cast(U * wsum, W)
+    return _mean_loss(total, wsum, W)
 
 
 @numba.njit(**_KERNEL)
@@ -123,27 +115,14 @@ def _sparse_train(data, indices, indptr, Y, W, b, has_b, order, use_order, R, ba
     validation set dense (``Xv``) or in CSR (``v_sparse``); (steps applied, status)."""
     U, N = W.shape
     S = (R + batch_size - 1) // batch_size
-    nbu = min(batch_size, R) * U
     mv = (vindptr.shape[0] - 1 if v_sparse else Xv.shape[0]) if has_valid else 0
-    nvu = mv * U
-    ngb = U if has_b else 0
-    o = 2 * nbu + nvu
-    G = scratch[:nbu]
-    SQ = scratch[nbu : 2 * nbu]
-    SQv = scratch[2 * nbu : o]
-    gWf = scratch[o : o + U * N]
+    G, SQ, SQv, gWf, gb, CS = _train_scratch(scratch, W, has_b, R, batch_size, mv)
     gW = gWf.reshape(U, N)
-    gb = scratch[o + U * N : o + U * N + ngb]
-    CS = scratch[o + U * N + ngb :]
     Wf = W.reshape(U * N)
     bufWf = buf_W.reshape(buf_W.size)
-    wdw_on = wd_w != 0.0
-    wdb_on = wd_b != 0.0
-    mom_on = momentum != 0.0
-    wdw_t = _cast(wd_w, W)
-    wdb_t = _cast(wd_b, W)
-    mu_t = _cast(momentum, W)
-    damp1_t = _cast(1.0 - dampening, W)
+    wdw_on, wdb_on, mom_on, wdw_t, wdb_t, mu_t, damp1_t = _step_constants(
+        W, wd_w, wd_b, momentum, dampening
+    )
     steps = 0
     initialized = initialized or (mom_on and g0 > 0)
     g1 = min(g1, lr.shape[0] * S)
@@ -159,17 +138,14 @@ def _sparse_train(data, indices, indptr, Y, W, b, has_b, order, use_order, R, ba
             total, wsum = _sparse_batch(data, indices, indptr, Y, W, b, has_b, order,
                                         use_order, e, start, B, gW, gb, G, SQ, CS, SW, has_sw,
                                         -1.0)  # fmt: skip
-            bl = _cast(0.0, W) if wsum == 0.0 else total / _cast(U * wsum, W)
+            bl = _mean_loss(total, wsum, W)
             blf = np.float64(bl)
             losses[e * S + s] = blf
             if not math.isfinite(blf):
                 return steps, 2
-            ok = _sgd_update(Wf, gWf, bufWf, wdw_on, wdw_t, mom_on, mu_t, damp1_t, initialized,
-                             nesterov, maximize, neg_lr)  # fmt: skip
-            if has_b:
-                ok_b = _sgd_update(b, gb, buf_b, wdb_on, wdb_t, mom_on, mu_t, damp1_t,
-                                   initialized, nesterov, maximize, neg_lr)  # fmt: skip
-                ok = ok and ok_b
+            ok = _update_params(Wf, gWf, bufWf, b, gb, buf_b, has_b, wdw_on, wdw_t, wdb_on,
+                                wdb_t, mom_on, mu_t, damp1_t, initialized, nesterov, maximize,
+                                neg_lr)  # fmt: skip
             if mom_on:
                 initialized = True
             steps += 1

@@ -18,8 +18,10 @@ weighs every row as the one-process batch does, and nothing is padded or repeate
 
 from __future__ import annotations
 
+from ._args import DistributedError
 from ._comm import Communicator, MPICommunicator, TorchCommunicator, as_communicator
-from ._train import DistributedError, shard_rows, simulate, train
+from ._shards import shard_rows
+from ._train import simulate, train
 from ._tsqr import closed_form
 
 __all__ = [

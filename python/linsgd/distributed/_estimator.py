@@ -25,8 +25,10 @@ from .. import kernels
 from .._closed_form import closed_form as _local_closed_form
 from .._shuffle import TorchDataLoaderOrder
 from .._trainer import Run, RunSettings, _diverged, copy_state
+from ._args import agree
 from ._comm import Communicator, as_communicator
-from ._train import _keywords, agree, shard_rows, train_on
+from ._shards import shard_rows
+from ._train import _keywords, train_on
 from ._tsqr import closed_form as _tsqr_closed_form
 
 __all__ = ["on_group"]

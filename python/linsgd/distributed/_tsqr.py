@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from .._closed_form import RankDeficientWarning, _matrix, _penalty
+from ._args import DistributedError
 from ._comm import as_communicator
-from ._train import DistributedError
 
 __all__ = ["closed_form"]
 
