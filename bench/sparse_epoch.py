@@ -1,6 +1,6 @@
 """Sparse X: one epoch of mini-batch SGD on CSR data, linsgd against its peers and the floor.
 
-    python bench/sparse.py [--quick] [--rows M] [--features N] [--density D] [--batch-size B]
+    python bench/sparse_epoch.py [--quick] [--rows M] [--features N] [--density D] [--batch-size B]
                            [--json F]
 
 Per U (1 and 4), all in one process on one core, timed in interleaved rounds:
