@@ -25,7 +25,7 @@ from . import kernels
 from ._fit import _lr_of, commit
 from ._params import auto_lr, seed_of, validated_params
 from ._shuffle import TorchDataLoaderOrder
-from ._trainer import Run, _diverged, copy_state, warn_not_converged
+from ._trainer import Run, _diverged, copy_state, restore_best, warn_not_converged
 from ._validation import check_eval_set, initial_params
 from .io._open import as_source, is_dask_array
 from .io._order import chunk_order
@@ -252,12 +252,7 @@ class _Stream:
                 if no_improvement >= p["n_iter_no_change"]:
                     stop = True
         run.stopped = stop
-        if snapshot is not None and run.best_epoch != first_epoch + run.epochs - 1:
-            self.W[...] = snapshot[0]
-            if self.b is not None:
-                self.b[...] = snapshot[1]
-            self.state.clear()
-            self.state.update(snapshot[2])
+        restore_best(run, snapshot, first_epoch, self.W, self.b, self.state)
         return run
 
 

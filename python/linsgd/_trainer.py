@@ -25,7 +25,7 @@ from . import kernels
 from ._shuffle import TorchDataLoaderOrder
 from .exceptions import DivergenceError
 
-__all__ = ["Run", "RunSettings", "run_epochs", "warn_not_converged"]
+__all__ = ["Run", "RunSettings", "restore_best", "run_epochs", "warn_not_converged"]
 
 _PROGRESS_PIECES = 20  # progress-bar updates per epoch (verbose=2)
 _MAX_ORDER_ENTRIES = 1 << 24  # row indices built per kernel call when shuffling
@@ -307,13 +307,19 @@ def run_epochs(
         if bar is not None:
             bar.close()
     run.stopped = stop
+    restore_best(run, snapshot, first_epoch, W, b, state)
+    return run
+
+
+def restore_best(run: Run, snapshot: tuple | None, first_epoch: int, W, b, state: dict) -> None:
+    """Put back the parameters and optimizer state of the best epoch (``snapshot``, taken
+    when it ended) unless it was the last one run: early stopping's ``best_epoch_``."""
     if snapshot is not None and run.best_epoch != first_epoch + run.epochs - 1:
         W[...] = snapshot[0]
         if b is not None:
             b[...] = snapshot[1]
         state.clear()
         state.update(snapshot[2])
-    return run
 
 
 def warn_not_converged(est: Any, p: dict, tol: float) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import kernels
 from .._closed_form import closed_form as _local_closed_form
 from .._shuffle import TorchDataLoaderOrder
-from .._trainer import Run, RunSettings, _diverged, copy_state
+from .._trainer import Run, RunSettings, _diverged, copy_state, restore_best
 from ._args import agree
 from ._comm import Communicator, as_communicator
 from ._shards import shard_rows
@@ -188,12 +188,7 @@ class _Driver:
                 if no_improvement >= s.n_iter_no_change:
                     stop = True
         run.stopped = stop
-        if snapshot is not None and run.best_epoch != first_epoch + run.epochs - 1:
-            W[...] = snapshot[0]
-            if b is not None:
-                b[...] = snapshot[1]
-            state.clear()
-            state.update(snapshot[2])
+        restore_best(run, snapshot, first_epoch, W, b, state)
         return run
 
 
