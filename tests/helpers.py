@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import pickle
+import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +106,29 @@ def grad_bounds(X, Y, W, b, eps):
         gamma * c * mag_e.sum(0),
         2 * gamma * float(np.mean(mag_e**2)),
     )
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a process group the test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def collect_rank_results(procs, out_dir, world: int, timeout: float):
+    """Wait for the rank processes (killing any still running after ``timeout`` seconds) and
+    load each rank's ``rank{r}.pkl`` from ``out_dir``; returns ``({rank: result}, logs)``."""
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    results = {}
+    for rank in range(world):
+        path = Path(out_dir) / f"rank{rank}.pkl"
+        assert path.exists(), f"rank {rank} left no results:\n" + "\n".join(logs)
+        results[rank] = pickle.loads(path.read_bytes())
+    return results, logs

@@ -9,8 +9,6 @@ bounded by a timeout). The cases are in tests/dist_cases.py.
 from __future__ import annotations
 
 import os
-import pickle
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +27,7 @@ from dist_cases import (
     same_bits,
     simulate_case,
 )
-from helpers import HAS_TORCH, needs_torch
+from helpers import HAS_TORCH, collect_rank_results, free_port, needs_torch
 from reference import make_problem
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
@@ -365,14 +363,8 @@ def test_real_mpi4py():
 # ----------------------------------------------------------------------------- gloo
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(world, out_dir, crash_rank, timeout=240):
-    port = _free_port()
+    port = free_port()
     script = Path(__file__).with_name("dist_cases.py")
     procs = []
     for rank in range(world):
@@ -388,19 +380,7 @@ def _launch(world, out_dir, crash_rank, timeout=240):
                 stderr=subprocess.STDOUT,
             )
         )
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    results = {}
-    for rank in range(world):
-        path = Path(out_dir) / f"rank{rank}.pkl"
-        assert path.exists(), f"rank {rank} left no results:\n" + "\n".join(logs)
-        results[rank] = pickle.loads(path.read_bytes())
+    results, _ = collect_rank_results(procs, out_dir, world, timeout)
     return results, [p.returncode for p in procs]
 
 

@@ -15,7 +15,6 @@ import copy
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 
 from dist_cases import ThreadWorld
 from dist_estimator_cases import CASES, data, failures, fit_case, inputs, same_bits
-from helpers import HAS_TORCH
+from helpers import HAS_TORCH, collect_rank_results, free_port
 
 linsgd = pytest.importorskip("linsgd", reason="linsgd is not importable")
 dist = linsgd.distributed
@@ -256,31 +255,8 @@ def test_verbose_prints_on_rank_zero_only(capsys):
 # ----------------------------------------------------------------------------- real groups
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _collect(procs, out_dir, world, timeout):
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    results = {}
-    for rank in range(world):
-        path = Path(out_dir) / f"rank{rank}.pkl"
-        assert path.exists(), f"rank {rank} left no results:\n" + "\n".join(logs)
-        results[rank] = pickle.loads(path.read_bytes())
-    return results
-
-
 def _launch_torch(world, out_dir, kind, timeout=300):
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in range(world):
         env = dict(
@@ -295,7 +271,7 @@ def _launch_torch(world, out_dir, kind, timeout=300):
                 stderr=subprocess.STDOUT,
             )
         )
-    return _collect(procs, out_dir, world, timeout)
+    return collect_rank_results(procs, out_dir, world, timeout)[0]
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +315,7 @@ def test_mpi4py():
         stderr=subprocess.STDOUT,
         cwd=str(SCRIPT.parent),
     )
-    results = _collect([proc], out_dir, world, 300)
+    results = collect_rank_results([proc], out_dir, world, 300)[0]
     for name in CASES:
         outs = [results[r][world][name] for r in range(world)]
         _check_case(name, world, outs)
